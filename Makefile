@@ -1,0 +1,35 @@
+# Two entry points (see README): `make run` runs the default workflow on CPU, `make test` runs the tests.
+# Both create/update the project environment in .venv/ first; a second call reinstalls nothing.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SHARED ?= $(abspath ../shared)
+# Pretrained potentials: the shared folder beside the repo unless the user points elsewhere.
+export SUPERION_MODELS ?= $(SHARED)/models
+CONFIG ?= configs/default.yaml
+CORES ?= 2
+
+.PHONY: run test venv smoke clean-results
+
+venv: $(STAMP)
+
+# torch first, pinned: a bare torch requirement resolved by matgl would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete
+
+smoke: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile configs/smoke.yaml --rerun-incomplete
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+clean-results:
+	rm -rf results/

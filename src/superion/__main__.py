@@ -1,0 +1,5 @@
+import sys
+
+from superion.cli import main
+
+sys.exit(main())

@@ -1,0 +1,33 @@
+"""Shared test fixtures: where ../shared lives, and the models folder made reachable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SUPERION_SHARED", REPO.parent / "shared")).resolve()
+
+# The Makefile exports SUPERION_MODELS; a bare `pytest` from the repo gets the same default.
+os.environ.setdefault("SUPERION_MODELS", str(SHARED / "models"))
+# Keep torch/numba to one thread each in tests: deterministic and kind to a 2-core machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def models_dir(shared_dir: Path) -> Path:
+    return shared_dir / "models"
+
+
+@pytest.fixture(scope="session")
+def repo_dir() -> Path:
+    return REPO
