@@ -1,0 +1,228 @@
+"""``superion analyze``: diffusion, arrhenius, rotation, density.
+
+Every command reads a run directory or a trajectory file through
+:func:`superion.trajectory.open_trajectory`, writes its JSON (and the curves as ``.npz`` beside
+it) atomically, and prints one summary line. Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from superion.errors import SuperionError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "analyze",
+        help="diffusivity, conductivity, Arrhenius fits, anion rotation, ion density from trajectories",
+        description="Analyse MD trajectories (run directory, .h5, .traj or .extxyz with per-frame cells).",
+    )
+    sub = p.add_subparsers(dest="analyze_command", metavar="ANALYSIS")
+
+    d = sub.add_parser(
+        "diffusion",
+        help="tracer/charge diffusivity, Nernst-Einstein conductivity, Haven ratio, active ions",
+        description=(
+            "Unwrap (fractional, frame to frame, NPT-safe), remove the framework centre-of-mass drift, "
+            "compute the all-origin MSD of one species (FFT), fit D = slope/6 in a window (default 10-50 % "
+            "of the run), stderr from the spread of per-ion slopes, sigma by Nernst-Einstein with the mean "
+            "volume. Writes JSON and the MSD curves beside it (.npz)."
+        ),
+    )
+    d.add_argument("trajectory", metavar="TRAJ_OR_RUN")
+    d.add_argument("--species", default="Na", help="mobile species (default Na)")
+    d.add_argument("--temperature-K", type=float, default=None, help="temperature (K); default: the run's target")
+    _frame_interval(d)
+    d.add_argument("--fit-start-ps", type=float, default=None, help="start of the MSD fit window (ps; default 10 %% of the run)")
+    d.add_argument("--fit-end-ps", type=float, default=None, help="end of the MSD fit window (ps; default 50 %% of the run)")
+    d.add_argument("--active-threshold-A2", type=float, default=21.0, help="squared displacement that makes an ion active (A^2, default 21)")
+    d.add_argument("--active-normalization", type=float, default=None, help="divide the active count by this (default: number of ions of the species)")
+    d.add_argument("--charge", type=float, default=None, help="charge of the mobile ion in e (default from the element, Na = 1)")
+    d.add_argument("--drift", default="framework", choices=("framework", "system", "none"),
+                   help="centre of mass removed: non-mobile atoms (default), whole system, or none")
+    d.add_argument("--json", required=True, metavar="OUT", help="result JSON (MSD curves go to OUT with .npz)")
+    d.set_defaults(func=cmd_diffusion)
+
+    a = sub.add_parser(
+        "arrhenius",
+        help="Arrhenius fit of diffusion results: Ea, D0, D and sigma at 300 K with 95 %% intervals",
+        description="Weighted fit of ln D vs 1/(k_B T) over 'analyze diffusion' results (>= 2 temperatures, >= 3 for errors).",
+    )
+    a.add_argument("results", nargs="+", metavar="RESULT.json")
+    a.add_argument("--temperature-K", type=float, default=300.0, help="extrapolation target (K, default 300)")
+    a.add_argument("--json", required=True, metavar="OUT")
+    a.set_defaults(func=cmd_arrhenius)
+
+    r = sub.add_parser(
+        "rotation",
+        help="rotation speed and C1/C2 orientational correlation times per cluster type",
+        description="Per cluster type (BH4, B12H12, PS4, ...): the study's rotation speed (rad/ps) at a lag, "
+                    "C1/C2 of centre-to-vertex unit vectors with fitted relaxation times. Curves go to OUT with .npz.",
+    )
+    r.add_argument("trajectory", metavar="TRAJ_OR_RUN")
+    _frame_interval(r)
+    r.add_argument("--rotation-lag-ps", type=float, default=1.0, help="lag of the rotation speed (ps, default 1)")
+    r.add_argument("--json", required=True, metavar="OUT")
+    r.set_defaults(func=cmd_rotation)
+
+    g = sub.add_parser(
+        "density",
+        help="probability density of one species on a grid (.cube or CHGCAR for VESTA/OVITO)",
+        description="Bin the species' positions in fractional coordinates (wrapped) over all frames; "
+                    "write ions/A^3 as Gaussian cube (*.cube) or VASP CHGCAR (*CHGCAR*).",
+    )
+    g.add_argument("trajectory", metavar="TRAJ_OR_RUN")
+    g.add_argument("--species", default="Na", help="species (default Na)")
+    _frame_interval(g)
+    g.add_argument("--grid-spacing-A", type=float, default=0.2, help="grid spacing (A, default 0.2)")
+    g.add_argument("--out", required=True, metavar="FILE", help="*.cube or *CHGCAR*")
+    g.set_defaults(func=cmd_density)
+
+    p.set_defaults(func=lambda args: _help(p))
+
+
+def _help(parser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _frame_interval(p) -> None:
+    p.add_argument("--frame-interval-fs", type=float, default=None,
+                   help="time between frames (fs); needed for files without per-frame times, overrides them otherwise")
+
+
+def _open(path: str, frame_interval_fs: float | None):
+    """The one place a trajectory is opened (run dir, .h5, .traj, .extxyz)."""
+    from superion.trajectory import open_trajectory
+
+    if frame_interval_fs is not None and not frame_interval_fs > 0:
+        raise SuperionError(f"--frame-interval-fs {frame_interval_fs}: give a positive time in fs")
+    return open_trajectory(path, frame_interval_fs)
+
+
+def _npz_beside(json_path: str) -> Path:
+    return Path(json_path).with_suffix(".npz")
+
+
+def _write_npz(path: Path, arrays: dict) -> None:
+    import numpy as np
+
+    from superion.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def cmd_diffusion(args: argparse.Namespace) -> int:
+    from superion import __version__
+    from superion.atomic import write_json
+    from superion.diffusion import analyze_trajectory
+
+    if args.temperature_K is not None and not args.temperature_K > 0:
+        raise SuperionError(f"--temperature-K {args.temperature_K}: temperature must be positive")
+    traj = _open(args.trajectory, args.frame_interval_fs)
+    try:
+        res = analyze_trajectory(
+            traj, args.species, args.temperature_K,
+            frame_interval_fs=args.frame_interval_fs, drift=args.drift, charge=args.charge,
+            fit_start_ps=args.fit_start_ps, fit_end_ps=args.fit_end_ps,
+            active_threshold_A2=args.active_threshold_A2, active_normalization=args.active_normalization,
+        )
+    finally:
+        getattr(traj, "close", lambda: None)()
+    npz = _npz_beside(args.json)
+    summary = {"source": str(args.trajectory), **res.summary, "msd_file": npz.name, "superion_version": __version__}
+    _write_npz(npz, res.curves)
+    write_json(args.json, summary)
+    s = summary
+    err = s["diffusivity_stderr_cm2_s"]
+    print(
+        f"superion analyze diffusion: {s['species']} at {s['temperature_K']:g} K: D = {s['diffusivity_cm2_s']:.3e}"
+        + (f" +- {err:.1e}" if err is not None else "")
+        + f" cm2/s, sigma = {s['conductivity_mS_cm']:.3g} mS/cm, active {s['n_active']}/{s['n_ions']}"
+        + (f" ({len(s['warnings'])} warning(s))" if s["warnings"] else "")
+    )
+    for w in s["warnings"]:
+        print(f"  warning: {w}")
+    return 0
+
+
+def cmd_arrhenius(args: argparse.Namespace) -> int:
+    import json
+
+    from superion.arrhenius import arrhenius_from_results
+    from superion.atomic import write_json
+
+    results = []
+    for f in args.results:
+        p = Path(f)
+        if not p.is_file():
+            raise SuperionError(f"result file {f} not found; give JSON files from 'superion analyze diffusion'")
+        try:
+            results.append(json.loads(p.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SuperionError(f"{f} is not valid JSON ({exc}); give JSON files from 'superion analyze diffusion'") from None
+        if not isinstance(results[-1], dict):
+            raise SuperionError(f"{f} is not a diffusion result; give JSON files from 'superion analyze diffusion'")
+    out = arrhenius_from_results(results, args.temperature_K, sources=list(args.results))
+    write_json(args.json, out)
+    tag = f"{args.temperature_K:g}K"
+    ea_err = out["Ea_stderr_eV"]
+    sig = out.get(f"conductivity_{tag}_mS_cm")
+    print(
+        f"superion analyze arrhenius: Ea = {out['Ea_eV']:.3f}" + (f" +- {ea_err:.3f}" if ea_err is not None else "")
+        + f" eV from {out['n_points']} points; D({tag}) = {out[f'diffusivity_{tag}_cm2_s']:.3e} cm2/s"
+        + (f", sigma({tag}) = {sig:.3g} mS/cm" if sig is not None else "")
+    )
+    for w in out["warnings"]:
+        print(f"  warning: {w}")
+    return 0
+
+
+def cmd_rotation(args: argparse.Namespace) -> int:
+    from superion import __version__
+    from superion.atomic import write_json
+    from superion.rotation import analyze_rotation
+
+    if not args.rotation_lag_ps > 0:
+        raise SuperionError(f"--rotation-lag-ps {args.rotation_lag_ps}: give a positive lag in ps")
+    traj = _open(args.trajectory, args.frame_interval_fs)
+    try:
+        results, curves = analyze_rotation(traj, args.frame_interval_fs, lag_ps=args.rotation_lag_ps)
+    finally:
+        getattr(traj, "close", lambda: None)()
+    npz = _npz_beside(args.json)
+    _write_npz(npz, curves)
+    out = {**results, "_meta": {"source": str(args.trajectory), "curves_file": npz.name, "superion_version": __version__}}
+    write_json(args.json, out)
+    for ctype, r in results.items():
+        c1 = r["c1_tau_ps"]
+        c1s = f"{c1:.3g} ps" if c1 is not None else f"> {r['c1_tau_lower_bound_ps']:.3g} ps"
+        print(f"superion analyze rotation: {ctype}: {r['n_clusters']} clusters, speed {r['rotation_speed_rad_ps']:.3g} rad/ps, C1 tau {c1s}")
+    return 0
+
+
+def cmd_density(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from superion.density import density_grid, structure_for_file, volumetric_format, write_volumetric
+
+    volumetric_format(args.out)  # fail on a bad name before reading the trajectory
+    traj = _open(args.trajectory, args.frame_interval_fs)
+    try:
+        if traj.n_frames == 0:
+            raise SuperionError(f"{args.trajectory} holds no frames")
+        idx = np.flatnonzero(np.asarray(traj.symbols) == args.species)
+        if idx.size == 0:
+            present = ", ".join(sorted(set(traj.symbols)))
+            raise SuperionError(f"species {args.species!r} not in the trajectory (elements: {present}); check --species")
+        rho, cell = density_grid(traj, idx, args.grid_spacing_A)
+        atoms = structure_for_file(traj, cell)
+    finally:
+        getattr(traj, "close", lambda: None)()
+    write_volumetric(args.out, atoms, rho)
+    print(f"superion analyze density: {idx.size} {args.species} over {traj.n_frames} frames on a {'x'.join(map(str, rho.shape))} grid -> {args.out}")
+    return 0

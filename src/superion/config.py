@@ -1,0 +1,440 @@
+"""Workflow configuration: load, validate once at the edge, expand into runs and paths.
+
+One JSON schema (``superion/schemas/config.schema.json``) is used both by the Snakefile
+(``snakemake.utils.validate``) and here. :func:`validate_config` adds what a schema cannot
+say (unknown system or mass setting in a reference, unknown potential, missing structure
+file, time step that does not divide the save interval) and reports the first problem as one
+line (:class:`~superion.errors.SuperionError`). Defaults come from the schema.
+
+The results layout is defined here once (:data:`LAYOUT`) and used by the Snakefile, the
+tables and the figures. Times in ps/fs, temperatures in K, lengths in Å.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from superion.errors import SuperionError
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.json"
+
+# Potentials known by name (matgl model names); a folder of that name in models_dir or
+# $SUPERION_MODELS, or an existing path, is also accepted.
+KNOWN_POTENTIALS: dict[str, frozenset[str] | None] = {
+    "M3GNet-r2SCAN-NaBH": frozenset({"H", "B", "Na"}),
+    "M3GNet-MatPES-r2SCAN-v2025.1-PES": None,  # None = universal
+    "M3GNet-MatPES-PBE-v2025.1-PES": None,
+    "M3GNet-MP-2021.2.8-PES": None,
+}
+
+# Results layout, relative to results_dir(cfg) = <results_dir>/<name>.
+LAYOUT = {
+    "config": "config.json",
+    "prepared": "structures/{system}/prepared.extxyz",
+    "relaxed": "structures/{system}/relaxed.extxyz",
+    "run": "runs/{system}/{mass}/T{T}K/seed{seed}",
+    "analysis": "analysis/{system}/{mass}/T{T}K/seed{seed}",
+    "arrhenius": "arrhenius/{system}/{mass}.json",
+    "summary": "summary.csv",
+    "diffusion": "diffusion.csv",
+    "figure": "figures/{kind}",
+    "logs": "logs",
+    "benchmarks": "benchmarks",
+}
+
+FIGURE_KINDS = ("arrhenius", "mass_scaling", "rotation", "msd", "density")
+FIGURE_FORMATS = ("pdf", "svg", "png")
+
+
+# --------------------------------------------------------------------------------------
+# loading and validation
+
+
+def load_schema() -> dict:
+    """The JSON schema (a fresh copy)."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _read_mapping(path: Path) -> dict:
+    if not path.is_file():
+        raise SuperionError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml/json syntax errors: one line
+        msg = " ".join(str(exc).split())
+        raise SuperionError(f"config {path}: cannot parse: {msg}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SuperionError(f"config {path}: top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | os.PathLike, *, check_files: bool = True, base_dir: str | os.PathLike | None = None) -> dict:
+    """Read a YAML/JSON config, validate it and return it with defaults filled in.
+
+    ``name`` defaults to the file's stem. Relative structure paths are checked against
+    ``base_dir`` (default: the current directory, as Snakemake runs jobs there).
+    """
+    path = Path(path)
+    data = _read_mapping(path)
+    data.setdefault("name", path.stem)
+    return validate_config(data, source=str(path), check_files=check_files, base_dir=base_dir)
+
+
+def _fmt_path(parts: Iterable[Any]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<top level>"
+
+
+def _error_line(err) -> str:
+    """One readable line for a jsonschema ValidationError."""
+    where = _fmt_path(err.absolute_path)
+    v, inst = err.validator, err.instance
+    if v == "additionalProperties":
+        allowed = sorted((err.schema.get("properties") or {}).keys())
+        extra = re.findall(r"'([^']*)'", err.message.split("(")[-1]) or [err.message]
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return f"{where}: unknown key {', '.join(repr(e) for e in extra)}{hint}"
+    if v == "minItems" and inst == []:
+        return f"{where}: must not be empty"
+    if v == "minProperties" and inst == {}:
+        return f"{where}: must not be empty"
+    if v in ("exclusiveMinimum", "minimum") and "temperatures_K" in where:
+        return f"{where}: temperature {inst!r} K is not positive; temperatures must be > 0 K"
+    if v == "not" and isinstance(inst, dict) and "supercell" in inst and "min_width_A" in inst:
+        return f"{where}: give either supercell or min_width_A, not both"
+    if v == "type":
+        want = err.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return f"{where}: {inst!r} is not of type {want}"
+    if v == "required":
+        return f"{where}: {err.message}"
+    if v == "oneOf" and where.endswith("active_normalization"):
+        return f"{where}: {inst!r} must be 'n_ions' or a positive integer"
+    if v == "pattern":
+        return f"{where}: {inst!r} is not a valid name (letters, digits, _ . + -; element symbol for species)"
+    return f"{where}: {err.message}"
+
+
+def _defaults_validator():
+    import jsonschema
+    from jsonschema import Draft202012Validator, validators
+
+    base_props = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub:
+                    instance.setdefault(prop, copy.deepcopy(sub["default"]))
+        yield from base_props(validator, properties, instance, schema)
+
+    del jsonschema
+    return validators.extend(Draft202012Validator, {"properties": set_defaults})
+
+
+def schema_errors(cfg: dict) -> list[str]:
+    """Schema problems of ``cfg`` as one-line messages (``cfg`` gets defaults filled in)."""
+    from jsonschema.exceptions import relevance
+
+    cls = _defaults_validator()
+    errors = sorted(cls(load_schema()).iter_errors(cfg), key=relevance)
+    # best first: deepest, most specific error (jsonschema's relevance ranks weakest first)
+    errors = sorted(errors, key=lambda e: (-len(list(e.absolute_path)), relevance(e)))
+    return [_error_line(e) for e in errors]
+
+
+def validate_config(cfg: dict, *, source: str = "config", check_files: bool = True,
+                    base_dir: str | os.PathLike | None = None) -> dict:
+    """Validate ``cfg`` (schema + semantics); return a deep copy with defaults filled in.
+
+    Raises :class:`SuperionError` with one line naming ``source``, the key and the fix.
+    """
+    cfg = copy.deepcopy(dict(cfg))
+    errs = schema_errors(cfg)
+    if errs:
+        more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+        raise SuperionError(f"config {source}: {errs[0]}{more}")
+    problem = _semantic_problem(cfg, check_files=check_files, base_dir=Path(base_dir or "."))
+    if problem:
+        raise SuperionError(f"config {source}: {problem}")
+    cfg.setdefault("name", "config")
+    return cfg
+
+
+def models_dirs(cfg: dict) -> list[Path]:
+    """Folders searched for potentials by name: config models_dir, then $SUPERION_MODELS."""
+    out = []
+    if cfg.get("models_dir"):
+        out.append(Path(os.path.expandvars(os.path.expanduser(cfg["models_dir"]))))
+    if os.environ.get("SUPERION_MODELS"):
+        out.append(Path(os.environ["SUPERION_MODELS"]))
+    return out
+
+
+def potential_known(cfg: dict, name: str) -> bool:
+    """True if ``name`` is a known model name, a folder in a models dir, or an existing path."""
+    if name in KNOWN_POTENTIALS:
+        return True
+    if any((d / name).exists() for d in models_dirs(cfg)):
+        return True
+    return ("/" in name or os.sep in name) and Path(name).exists()
+
+
+def _semantic_problem(cfg: dict, *, check_files: bool, base_dir: Path) -> str | None:
+    from superion.clusters import KNOWN_CLUSTERS
+
+    systems = cfg["systems"]
+    masses = cfg["mass_settings"]
+    known_clusters = set(KNOWN_CLUSTERS.values())
+    for mname, scale in masses.items():
+        for ctype in scale:
+            if ctype not in known_clusters:
+                return (f"mass_settings.{mname}: unknown cluster type {ctype!r}; "
+                        f"known: {', '.join(sorted(known_clusters))}")
+    for s in cfg.get("run_systems", []):
+        if s not in systems:
+            return f"run_systems: unknown system {s!r}; defined systems: {', '.join(systems)}"
+    refs = [m for m, scale in masses.items() if not scale]
+    for sname, sysc in systems.items():
+        where = f"systems.{sname}"
+        for m in sysc.get("mass_settings", []):
+            if m not in masses:
+                return f"{where}.mass_settings: unknown mass setting {m!r}; defined: {', '.join(masses)}"
+        if "mass_settings" not in sysc and not refs:
+            return (f"{where}: no mass_settings given and no unscaled reference (a setting with {{}}) "
+                    "defined; list the settings to run for this system")
+        pot = sysc["potential"]
+        if not potential_known(cfg, pot):
+            dirs = ", ".join(str(d) for d in models_dirs(cfg)) or "none (set SUPERION_MODELS or models_dir)"
+            return (f"{where}.potential: unknown potential {pot!r}; known names: "
+                    f"{', '.join(KNOWN_POTENTIALS)} (models folders searched: {dirs})")
+        md = system_section(cfg, sname, "md")
+        ratio = md["save_every_fs"] / md["timestep_fs"]
+        if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
+            return (f"{where}: save_every_fs {md['save_every_fs']} is not a whole multiple of "
+                    f"timestep_fs {md['timestep_fs']}")
+        an = system_section(cfg, sname, "analysis")
+        if an["fit_start_ps"] is not None and an["fit_end_ps"] is not None and an["fit_end_ps"] <= an["fit_start_ps"]:
+            return f"{where}: fit_end_ps must be larger than fit_start_ps"
+        if an["fit_end_ps"] is not None and an["fit_end_ps"] > md["production_ps"] + 1e-9:
+            return f"{where}: fit_end_ps {an['fit_end_ps']} exceeds production_ps {md['production_ps']}"
+        if check_files:
+            spath = Path(sysc["structure"])
+            if not spath.is_absolute():
+                spath = base_dir / spath
+            if not spath.is_file():
+                return f"{where}.structure: file not found: {sysc['structure']} (paths are relative to the working directory)"
+            allowed = KNOWN_POTENTIALS.get(pot)
+            if allowed is not None:
+                elements = _structure_elements(spath)
+                if elements and not elements <= allowed:
+                    bad = ", ".join(sorted(elements - allowed))
+                    return (f"{where}: potential {pot} does not cover element(s) {bad}; "
+                            "use a universal potential (e.g. M3GNet-MatPES-r2SCAN-v2025.1-PES)")
+    return None
+
+
+def _structure_elements(path: Path) -> set[str] | None:
+    """Element symbols in a structure file, or None if it cannot be read cheaply."""
+    try:
+        if path.suffix.lower() == ".cif":
+            # the _atom_site_type_symbol column without a full CIF parser (disorder is fine)
+            text = path.read_text(errors="replace")
+            syms = set()
+            lines = text.splitlines()
+            for i, line in enumerate(lines):
+                if line.strip() == "loop_":
+                    cols, j = [], i + 1
+                    while j < len(lines) and lines[j].strip().startswith("_"):
+                        cols.append(lines[j].strip().split()[0]); j += 1
+                    if "_atom_site_type_symbol" in cols:
+                        k = cols.index("_atom_site_type_symbol")
+                        while j < len(lines) and lines[j].strip() and not lines[j].strip().startswith(("_", "loop_", "#")):
+                            parts = lines[j].split()
+                            if len(parts) > k:
+                                m = re.match(r"[A-Z][a-z]?", parts[k])
+                                if m:
+                                    syms.add(m.group(0))
+                            j += 1
+            return syms or None
+        from ase.io import read
+
+        return set(read(str(path)).get_chemical_symbols())
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# expansion: systems, runs, settings
+
+
+def selected_systems(cfg: dict) -> list[str]:
+    """System names to run, in config order."""
+    sel = cfg.get("run_systems")
+    return [s for s in cfg["systems"] if sel is None or s in sel]
+
+
+def system_section(cfg: dict, system: str, section: str) -> dict:
+    """Global ``section`` (md, relax, analysis, prepare) overridden by the system's keys."""
+    out = dict(cfg.get(section, {}))
+    out.update(cfg["systems"][system].get(section, {}))
+    return out
+
+
+def system_temperatures(cfg: dict, system: str) -> list[float]:
+    return list(cfg["systems"][system].get("temperatures_K", cfg["temperatures_K"]))
+
+
+def system_seeds(cfg: dict, system: str) -> list[int]:
+    return list(cfg["systems"][system].get("seeds", cfg["seeds"]))
+
+
+def system_mass_settings(cfg: dict, system: str) -> list[str]:
+    sysc = cfg["systems"][system]
+    if "mass_settings" in sysc:
+        return list(sysc["mass_settings"])
+    return [m for m, scale in cfg["mass_settings"].items() if not scale][:1]
+
+
+def temp_tag(temperature_K: float) -> str:
+    """Path tag of a temperature: 600 -> '600', 612.5 -> '612.5'."""
+    t = float(temperature_K)
+    return str(int(t)) if t.is_integer() else repr(t)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One MD run: system × mass setting × temperature × replica seed."""
+
+    system: str
+    mass: str
+    temperature_K: float
+    seed: int
+
+    @property
+    def wildcards(self) -> dict:
+        return {"system": self.system, "mass": self.mass, "T": temp_tag(self.temperature_K), "seed": str(self.seed)}
+
+
+def runs(cfg: dict, system: str | None = None, mass: str | None = None) -> list[Run]:
+    """All MD runs of the sweep (optionally of one system / mass setting)."""
+    out = []
+    for s in selected_systems(cfg):
+        if system is not None and s != system:
+            continue
+        for m in system_mass_settings(cfg, s):
+            if mass is not None and m != mass:
+                continue
+            for t in system_temperatures(cfg, s):
+                for seed in system_seeds(cfg, s):
+                    out.append(Run(s, m, float(t), int(seed)))
+    return out
+
+
+def groups(cfg: dict) -> list[tuple[str, str]]:
+    """(system, mass setting) pairs: one Arrhenius fit and one summary row each."""
+    return [(s, m) for s in selected_systems(cfg) for m in system_mass_settings(cfg, s)]
+
+
+def md_steps(cfg: dict, system: str) -> dict:
+    """MD step counts of a system: steps, equilibration_steps, save_every (integers)."""
+    md = system_section(cfg, system, "md")
+    dt = md["timestep_fs"]
+    return {
+        "steps": max(1, int(round(md["production_ps"] * 1000.0 / dt))),
+        "equilibration_steps": int(round(md["equilibration_ps"] * 1000.0 / dt)),
+        "save_every": max(1, int(round(md["save_every_fs"] / dt))),
+    }
+
+
+def mass_scale_args(cfg: dict, mass: str) -> list[str]:
+    """``--mass-scale`` values of a mass setting, e.g. ['B12H12=10']."""
+    return [f"{k}={v:g}" for k, v in cfg["mass_settings"][mass].items()]
+
+
+def mass_series(cfg: dict, mass: str) -> tuple[str, float]:
+    """(scaled cluster set, factor) of a mass setting: ('B12H12', 10), ('B12H12+BH4', 5), ('ref', 1).
+
+    Mixed factors give the largest as the factor.
+    """
+    scale = cfg["mass_settings"][mass]
+    scaled = {k: v for k, v in scale.items() if v != 1}
+    if not scaled:
+        return "ref", 1.0
+    return "+".join(sorted(scaled)), float(max(scaled.values()))
+
+
+def results_dir(cfg: dict) -> Path:
+    """<results_dir>/<name>."""
+    return Path(cfg.get("results_dir", "results")) / cfg["name"]
+
+
+def path(cfg: dict, key: str, **wildcards) -> Path:
+    """A results path from :data:`LAYOUT`, e.g. ``path(cfg, 'arrhenius', system='oNBH', mass='ref')``."""
+    return results_dir(cfg) / LAYOUT[key].format(**wildcards)
+
+
+def run_dir(cfg: dict, run: Run) -> Path:
+    return path(cfg, "run", **run.wildcards)
+
+
+def analysis_dir(cfg: dict, run: Run) -> Path:
+    return path(cfg, "analysis", **run.wildcards)
+
+
+def estimate_cost(cfg: dict) -> dict:
+    """Rough MD cost: atoms per system (None if unknown) and total atom-steps."""
+    out: dict[str, Any] = {"systems": {}, "atom_steps": 0, "complete": True}
+    for s in selected_systems(cfg):
+        n = _estimate_atoms(cfg, s)
+        st = md_steps(cfg, s)
+        nruns = len(runs(cfg, system=s))
+        steps = nruns * (st["steps"] + st["equilibration_steps"])
+        out["systems"][s] = {"atoms": n, "runs": nruns, "md_steps": steps}
+        if n is None:
+            out["complete"] = False
+        else:
+            out["atom_steps"] += n * steps
+    return out
+
+
+def _estimate_atoms(cfg: dict, system: str) -> int | None:
+    sysc = cfg["systems"][system]
+    try:
+        import numpy as np
+        from ase.io import read
+
+        atoms = read(sysc["structure"])
+        if any(k for k in atoms.info if "occupanc" in k.lower()):
+            pass
+        n = len(atoms)
+        if "supercell" in sysc:
+            return n * int(np.prod(sysc["supercell"]))
+        if "min_width_A" in sysc:
+            cell = atoms.cell
+            vol = abs(np.linalg.det(cell[:]))
+            mult = 1
+            for i in range(3):
+                j, k = (i + 1) % 3, (i + 2) % 3
+                width = vol / np.linalg.norm(np.cross(cell[j], cell[k]))
+                mult *= int(np.ceil(sysc["min_width_A"] / width - 1e-9))
+            return n * mult
+        return n
+    except Exception:
+        return None

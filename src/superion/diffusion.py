@@ -1,0 +1,296 @@
+"""Tracer and charge diffusivity, Nernst–Einstein conductivity, Haven ratio, active ions.
+
+Conventions (see ../shared/docs/science.md):
+- D = slope / 6 of the all-origin MSD (Å²) vs lag (ps) in a fit window; 1 Å²/ps = 1e-4 cm²/s.
+- Default fit window: 10 % to 50 % of the trajectory duration. The start skips the
+  ballistic/vibrational regime (≲ 1 ps) for any run longer than ~10 ps; the end keeps at least
+  two independent time origins per lag, before the noisy tail. Both are configurable (ps).
+- Standard error: every ion gets its own OLS slope D_i on its own all-origin MSD in the same
+  window; D (the slope of the ion-averaged MSD) equals mean(D_i) because OLS is linear, and
+  stderr = std(D_i) / sqrt(n_ions). Each D_i carries the full time correlation of its MSD
+  points, so this is not the (too small) naive OLS error of correlated points; it assumes the
+  ions move independently (the Haven ratio says how far that holds). The naive OLS error is
+  reported beside it for comparison.
+- Nernst–Einstein σ = n (Ze)² D / (k_B T), n = n_ions / ⟨V⟩ with ⟨V⟩ the mean volume over frames
+  (NPT), SI throughout, reported in mS/cm (1 S/m = 10 mS/cm).
+- Collective (charge) diffusivity D_σ = slope / 6 of MSD(Σ_i Δr_i) / n_ions; σ_collective uses
+  D_σ; Haven ratio H = D / D_σ.
+- Active ion: its own squared displacement from its start (drift-corrected) reaches
+  ``threshold_A2`` at any time of the run (max over time). Fraction = n_active / normalization
+  (default: number of ions of the species).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from superion.errors import SuperionError
+
+E_CHARGE_C = 1.602176634e-19
+K_B_J_K = 1.380649e-23
+K_B_EV_K = 8.617333262e-5
+A2_PS_TO_CM2_S = 1e-4
+
+# Formal charges of common mobile ions; others need an explicit charge.
+ION_CHARGE = {"H": 1, "Li": 1, "Na": 1, "K": 1, "Rb": 1, "Cs": 1, "Ag": 1, "Cu": 1, "Mg": 2, "Ca": 2, "Zn": 2, "F": -1, "Cl": -1, "O": -2}
+
+DEFAULT_FIT_START_FRACTION = 0.10
+DEFAULT_FIT_END_FRACTION = 0.50
+DEFAULT_ACTIVE_THRESHOLD_A2 = 21.0
+HOP_A2 = 9.0  # squared length of one Na hop between neighbouring sites (science.md: hops need ≳ 9 Å²)
+SHORT_RUN_PS = 20.0
+
+
+def nernst_einstein_mS_cm(diffusivity_cm2_s, n_ions: float, volume_A3: float, temperature_K: float, charge: float = 1.0):
+    """σ = n (Ze)² D / (k_B T) in mS/cm, with n = n_ions / volume."""
+    n_m3 = n_ions / (volume_A3 * 1e-30)
+    d_m2_s = np.asarray(diffusivity_cm2_s, dtype=float) * 1e-4
+    sigma_S_m = n_m3 * (charge * E_CHARGE_C) ** 2 * d_m2_s / (K_B_J_K * temperature_K)
+    return sigma_S_m * 10.0
+
+
+def ion_charge(species: str, charge: float | None = None) -> float:
+    """Formal charge of the mobile species (explicit value wins)."""
+    if charge is not None:
+        return float(charge)
+    if species not in ION_CHARGE:
+        raise SuperionError(f"no default charge for species {species!r}; pass --charge")
+    return float(ION_CHARGE[species])
+
+
+def fit_window(duration_ps: float, start_ps: float | None, end_ps: float | None) -> tuple[float, float]:
+    """Validated fit window in ps (defaults: 10 %–50 % of the duration)."""
+    start = DEFAULT_FIT_START_FRACTION * duration_ps if start_ps is None else float(start_ps)
+    end = DEFAULT_FIT_END_FRACTION * duration_ps if end_ps is None else float(end_ps)
+    if not (0.0 <= start < end <= duration_ps * (1 + 1e-9)):
+        raise SuperionError(
+            f"fit window {start:g}–{end:g} ps is outside the trajectory (0–{duration_ps:g} ps) or empty; "
+            "choose 0 <= --fit-start-ps < --fit-end-ps <= the duration"
+        )
+    return start, end
+
+
+def ols_slope_weights(t: np.ndarray) -> np.ndarray:
+    """Weights w with slope = w · y for the OLS line y = a + b t."""
+    tc = t - t.mean()
+    return tc / np.sum(tc * tc)
+
+
+def ols_fit(t: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """OLS slope, intercept and the naive slope stderr (points treated as independent)."""
+    A = np.vstack([t, np.ones_like(t)]).T
+    coef, res, *_ = np.linalg.lstsq(A, y, rcond=None)
+    n = len(t)
+    resid = y - A @ coef
+    s2 = float(resid @ resid) / max(n - 2, 1)
+    se = np.sqrt(s2 / np.sum((t - t.mean()) ** 2))
+    return float(coef[0]), float(coef[1]), float(se)
+
+
+def active_ions(max_sq_disp_A2: np.ndarray, threshold_A2: float = DEFAULT_ACTIVE_THRESHOLD_A2, normalization: float | None = None) -> dict:
+    """Count of ions whose max squared displacement from the start reaches ``threshold_A2``."""
+    n_ions = int(len(max_sq_disp_A2))
+    norm = float(n_ions if normalization is None else normalization)
+    if norm <= 0:
+        raise SuperionError(f"active-ion normalization must be positive, got {norm:g}")
+    n_active = int(np.count_nonzero(max_sq_disp_A2 >= threshold_A2))
+    return {
+        "n_active": n_active,
+        "active_fraction": n_active / norm,
+        "active_normalization": norm,
+        "active_threshold_A2": float(threshold_A2),
+    }
+
+
+@dataclass
+class DiffusionResult:
+    """Diffusion analysis of one trajectory; ``summary`` is JSON-ready, ``curves`` go to .npz."""
+
+    summary: dict
+    curves: dict = field(default_factory=dict)
+
+
+def analyze_displacements(
+    disp_A: np.ndarray,
+    frame_interval_fs: float,
+    temperature_K: float,
+    volumes_A3: np.ndarray,
+    *,
+    species: str = "Na",
+    charge: float | None = None,
+    fit_start_ps: float | None = None,
+    fit_end_ps: float | None = None,
+    active_threshold_A2: float = DEFAULT_ACTIVE_THRESHOLD_A2,
+    active_normalization: float | None = None,
+    max_bytes: float | None = None,
+) -> DiffusionResult:
+    """Diffusivity, conductivity, Haven ratio and active ions from mobile-ion displacements.
+
+    disp_A: (n_ions, 3, F) unwrapped, drift-corrected positions (Å); frame_interval_fs: time
+    between frames (fs); volumes_A3: (F,) cell volume per frame (Å³).
+    """
+    from superion.kernels import as_c64, max_sq_disp
+    from superion.msd import DEFAULT_MAX_BYTES, ion_msd
+
+    n_ions, _, F = disp_A.shape
+    if n_ions == 0:
+        raise SuperionError(f"no {species} atoms in the trajectory; check --species")
+    if F < 3:
+        raise SuperionError(f"trajectory has {F} frame(s); diffusion needs at least 3 frames")
+    if not (temperature_K and temperature_K > 0):
+        raise SuperionError(f"temperature must be positive, got {temperature_K}; pass --temperature-K")
+    if not (frame_interval_fs and frame_interval_fs > 0):
+        raise SuperionError(f"frame interval must be positive, got {frame_interval_fs}; pass --frame-interval-fs")
+    z = ion_charge(species, charge)
+    dt_ps = frame_interval_fs / 1000.0
+    duration_ps = (F - 1) * dt_ps
+    start_ps, end_ps = fit_window(duration_ps, fit_start_ps, fit_end_ps)
+    i0 = int(np.ceil(start_ps / dt_ps - 1e-9))
+    i1 = int(np.floor(end_ps / dt_ps + 1e-9))
+    if i1 - i0 + 1 < 3:
+        raise SuperionError(
+            f"fit window {start_ps:g}–{end_ps:g} ps holds {max(i1 - i0 + 1, 0)} MSD point(s) at {frame_interval_fs:g} fs per frame; "
+            "widen the window or use a longer trajectory"
+        )
+    window = slice(i0, i1 + 1)
+    res = ion_msd(disp_A, per_ion_lags=window, max_bytes=max_bytes or DEFAULT_MAX_BYTES)
+    lag_ps = np.arange(F) * dt_ps
+    t = lag_ps[window]
+    w = ols_slope_weights(t)
+
+    d_ion = res.per_ion @ w / 6.0 * A2_PS_TO_CM2_S  # per-ion D, cm²/s
+    D = float(d_ion.mean())
+    slope, intercept, se_naive = ols_fit(t, res.mean[window])
+    stderr = float(d_ion.std(ddof=1) / np.sqrt(n_ions)) if n_ions > 1 else float("nan")
+    d_dir = np.array([ols_fit(t, res.per_dir[window, k])[0] / 2.0 * A2_PS_TO_CM2_S for k in range(3)])
+    slope_c, _, _ = ols_fit(t, res.collective[window])
+    D_sigma = slope_c / 6.0 * A2_PS_TO_CM2_S
+
+    volume = float(np.mean(volumes_A3))
+    sigma = float(nernst_einstein_mS_cm(D, n_ions, volume, temperature_K, z))
+    sigma_se = float(nernst_einstein_mS_cm(stderr, n_ions, volume, temperature_K, z)) if np.isfinite(stderr) else None
+    sigma_c = float(nernst_einstein_mS_cm(D_sigma, n_ions, volume, temperature_K, z))
+    haven = D / D_sigma if D_sigma > 0 and D > 0 else None
+
+    msq = np.zeros(n_ions)
+    max_sq_disp(as_c64(disp_A), msq)
+    active = active_ions(msq, active_threshold_A2, active_normalization)
+
+    warnings: list[str] = []
+    if duration_ps < SHORT_RUN_PS:
+        warnings.append(f"short trajectory ({duration_ps:.3g} ps < {SHORT_RUN_PS:g} ps): D is noisy")
+    msd_end = float(res.mean[i1])
+    if msd_end < HOP_A2:
+        warnings.append(
+            f"mean MSD {msd_end:.3g} A^2 at the end of the fit window is below one hop (~{HOP_A2:g} A^2): "
+            "ions barely moved; D reflects vibration and noise"
+        )
+    if D <= 0:
+        warnings.append("MSD slope is not positive: no measurable diffusion in the fit window")
+    elif np.isfinite(stderr) and stderr > 0.5 * D:
+        warnings.append(f"relative stderr of D is {stderr / D:.0%}: D is poorly determined")
+    if n_ions == 1:
+        warnings.append("one mobile ion: no ion-to-ion spread, stderr unavailable")
+    if haven is None:
+        warnings.append("collective MSD slope or D not positive: Haven ratio undefined")
+
+    summary = {
+        "species": species,
+        "charge": z,
+        "temperature_K": float(temperature_K),
+        "n_ions": int(n_ions),
+        "n_frames": int(F),
+        "frame_interval_fs": float(frame_interval_fs),
+        "duration_ps": duration_ps,
+        "volume_A3": volume,
+        "volume_std_A3": float(np.std(volumes_A3)),
+        "number_density_A3": n_ions / volume,
+        "fit_start_ps": float(t[0]),
+        "fit_end_ps": float(t[-1]),
+        "fit_points": int(len(t)),
+        "diffusivity_cm2_s": D,
+        "diffusivity_stderr_cm2_s": stderr if np.isfinite(stderr) else None,
+        "diffusivity_stderr_method": (
+            "standard error of the mean of per-ion diffusivities (OLS slope of each ion's all-origin MSD "
+            "in the fit window; their mean is the slope of the ion-averaged MSD); assumes independent ions"
+        ),
+        "diffusivity_ols_naive_stderr_cm2_s": se_naive / 6.0 * A2_PS_TO_CM2_S,
+        "diffusivity_components_cm2_s": d_dir.tolist(),
+        "msd_intercept_A2": intercept,
+        "msd_at_fit_end_A2": msd_end,
+        "conductivity_mS_cm": sigma,
+        "conductivity_stderr_mS_cm": sigma_se,
+        "conductivity_method": "Nernst-Einstein with the mean volume over frames",
+        "charge_diffusivity_cm2_s": D_sigma,
+        "conductivity_collective_mS_cm": sigma_c,
+        "haven_ratio": haven,
+        **active,
+        "max_sq_disp_mean_A2": float(msq.mean()),
+        "warnings": warnings,
+    }
+    stride = -(-F // 100000)  # full resolution up to 1e5 frames; keeps the .npz small beyond
+    curves = {
+        "lag_ps": lag_ps[::stride],
+        "msd_A2": res.mean[::stride],
+        "msd_xyz_A2": res.per_dir[::stride],
+        "msd_collective_A2": res.collective[::stride],
+        "per_ion_diffusivity_cm2_s": d_ion,
+        "per_ion_max_sq_disp_A2": msq,
+    }
+    return DiffusionResult(summary, curves)
+
+
+def analyze_trajectory(
+    traj,
+    species: str,
+    temperature_K: float | None = None,
+    *,
+    frame_interval_fs: float | None = None,
+    drift: str = "framework",
+    chunk_frames: int = 2000,
+    **kwargs,
+) -> DiffusionResult:
+    """Stream a trajectory reader: unwrap, remove framework drift, analyse the ``species`` ions.
+
+    ``frame_interval_fs`` overrides the frame times of the reader (fs between frames).
+    """
+    from superion.unwrap import collect_mobile
+
+    if traj.n_frames == 0:
+        raise SuperionError("trajectory has no frames; check the file or the run directory")
+    if traj.n_frames < 3:
+        raise SuperionError(f"trajectory has {traj.n_frames} frame(s); diffusion needs at least 3 frames")
+    symbols = np.asarray(traj.symbols)
+    mobile = np.flatnonzero(symbols == species)
+    if mobile.size == 0:
+        present = ", ".join(sorted(set(symbols.tolist())))
+        raise SuperionError(f"species {species!r} not in the trajectory (elements: {present}); check --species")
+    T = temperature_K if temperature_K is not None else getattr(traj, "temperature_K", None)
+    if T is None:
+        raise SuperionError("temperature unknown; pass --temperature-K")
+    if T <= 0:
+        raise SuperionError(f"temperature must be positive, got {T}; pass --temperature-K")
+    dt = frame_interval_from(traj, frame_interval_fs)
+    mob = collect_mobile(traj, mobile, drift=drift, chunk_frames=chunk_frames)
+    result = analyze_displacements(mob.disp_A, dt, T, mob.volumes_A3, species=species, **kwargs)
+    result.summary["drift_correction"] = mob.drift_method
+    result.summary["max_framework_displacement_A"] = mob.max_framework_disp_A
+    if mob.drift_method == "none" and drift == "framework":
+        result.summary["warnings"].append("no framework atoms: centre-of-mass drift not removed")
+    result.summary["n_atoms"] = int(traj.n_atoms)
+    return result
+
+
+def frame_interval_from(traj, frame_interval_fs: float | None = None) -> float:
+    """Time between frames (fs): the explicit value, else the reader's evenly spaced times."""
+    if frame_interval_fs is not None:
+        if not frame_interval_fs > 0:
+            raise SuperionError(f"frame interval must be positive, got {frame_interval_fs}; pass --frame-interval-fs")
+        return float(frame_interval_fs)
+    steps = np.diff(np.asarray(traj.times_fs, dtype=float))
+    dt = float(np.median(steps))
+    if not dt > 0 or np.max(np.abs(steps - dt)) > 1e-3 * dt:
+        raise SuperionError("frame times are not evenly spaced and increasing; pass --frame-interval-fs or fix the trajectory")
+    return dt

@@ -1,0 +1,116 @@
+"""Numba kernels of the analysis: small, array-in/array-out, each tested against NumPy.
+
+All kernels are compiled lazily on first call and cached on disk (``cache=True``), so the
+second process pays no compile time. Inputs must be C-contiguous float64 arrays; the
+Python wrappers in :mod:`superion.unwrap`, :mod:`superion.msd` and :mod:`superion.density`
+take care of that.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def unwrap_frac_chunk(frac, cells, prev, acc, out):  # pragma: no cover - compiled
+    """Unwrap one chunk of frames frame to frame in fractional coordinates (NPT-safe).
+
+    frac: (f, n, 3) fractional positions (any image); cells: (f, 3, 3) Å, rows = lattice
+    vectors; prev: (n, 3) fractional positions of the frame before this chunk (updated);
+    acc: (n, 3) accumulated unwrapped fractional positions (updated);
+    out: (f, n, 3) unwrapped Cartesian positions in Å (acc of each frame times its own cell).
+    The caller starts with ``prev = acc = frac[0]`` so the first frame maps onto itself.
+    """
+    f, n = frac.shape[0], frac.shape[1]
+    for t in range(f):
+        for i in range(n):
+            for k in range(3):
+                d = frac[t, i, k] - prev[i, k]
+                # minimum image of the one-frame step: an atom never moves half a cell per frame
+                d -= math.floor(d + 0.5)
+                acc[i, k] += d
+                prev[i, k] = frac[t, i, k]
+            for k in range(3):
+                out[t, i, k] = acc[i, 0] * cells[t, 0, k] + acc[i, 1] * cells[t, 1, k] + acc[i, 2] * cells[t, 2, k]
+
+
+@njit(cache=True)
+def msd_s1(x2, out):  # pragma: no cover - compiled
+    """First term of the FFT MSD: S1(m) = 1/(T-m) Σ_{t<T-m} (x²(t+m) + x²(t)).
+
+    x2: (s, T) squared coordinates of s series; out: (s, T). O(T) by the recursion
+    Q_m = Q_{m-1} − x²(m−1) − x²(T−m), Q_0 = 2 Σ x².
+    """
+    s, T = x2.shape
+    for j in range(s):
+        q = 0.0
+        for t in range(T):
+            q += x2[j, t]
+        q *= 2.0
+        for m in range(T):
+            if m > 0:
+                q -= x2[j, m - 1] + x2[j, T - m]
+            out[j, m] = q / (T - m)
+
+
+@njit(cache=True)
+def max_sq_disp(disp, out):  # pragma: no cover - compiled
+    """Per-ion maximum over time of |r(t) − r(0)|².
+
+    disp: (n, 3, T) positions in Å (time last); out: (n,) Å², updated as a running maximum
+    (so it can be called chunk by chunk with the same origin already subtracted).
+    """
+    n, _, T = disp.shape
+    for i in range(n):
+        best = out[i]
+        for t in range(T):
+            v = (disp[i, 0, t] - disp[i, 0, 0]) ** 2 + (disp[i, 1, t] - disp[i, 1, 0]) ** 2 + (disp[i, 2, t] - disp[i, 2, 0]) ** 2
+            if v > best:
+                best = v
+        out[i] = best
+
+
+@njit(cache=True)
+def histogram_frac(frac, grid):  # pragma: no cover - compiled
+    """Add counts of fractional positions (any image) into a periodic grid.
+
+    frac: (f, n, 3) fractional coordinates; grid: (na, nb, nc) float64 counts (updated).
+    Positions are wrapped into [0, 1) first.
+    """
+    na, nb, nc = grid.shape
+    f, n = frac.shape[0], frac.shape[1]
+    for t in range(f):
+        for i in range(n):
+            a = frac[t, i, 0] - math.floor(frac[t, i, 0])
+            b = frac[t, i, 1] - math.floor(frac[t, i, 1])
+            c = frac[t, i, 2] - math.floor(frac[t, i, 2])
+            ia = int(a * na) % na
+            ib = int(b * nb) % nb
+            ic = int(c * nc) % nc
+            grid[ia, ib, ic] += 1.0
+
+
+@njit(cache=True)
+def rotation_displacement_norms(rel, lag, out):  # pragma: no cover - compiled
+    """Mean over time origins of ‖u(t+lag) − u(t)‖ for each series.
+
+    rel: (s, 3, T) positions relative to their cluster centre (Å); out: (s,) Å.
+    """
+    s, _, T = rel.shape
+    n0 = T - lag
+    for j in range(s):
+        acc = 0.0
+        for t in range(n0):
+            dx = rel[j, 0, t + lag] - rel[j, 0, t]
+            dy = rel[j, 1, t + lag] - rel[j, 1, t]
+            dz = rel[j, 2, t + lag] - rel[j, 2, t]
+            acc += math.sqrt(dx * dx + dy * dy + dz * dz)
+        out[j] = acc / n0
+
+
+def as_c64(a) -> np.ndarray:
+    """C-contiguous float64 view/copy (what the kernels accept)."""
+    return np.ascontiguousarray(a, dtype=np.float64)

@@ -1,0 +1,522 @@
+"""Trajectory, thermo-log and checkpoint storage of MD runs, and the trajectory reader.
+
+Nothing here knows about integrators: the MD engine hands over plain arrays (positions Å,
+cell Å, velocities Å/fs, a dict of integrator state arrays), so a batched/GPU engine can
+reuse the same storage.
+
+``trajectory.h5`` follows the H5MD 1.1 layout (readable by MDAnalysis' H5MD reader)::
+
+    /h5md                       version=[1, 1]; author/, creator/ (name, version)
+    /particles/all/position/    step (F,) int64, time (F,) float64 fs, value (F, N, 3) Å, unwrapped
+    /particles/all/box/         dimension=3, boundary=periodic; edges/{step,time,value (F,3,3) Å}
+    /particles/all/velocity/    optional, value (F, N, 3) Å/fs
+    /particles/all/species      (N,) atomic numbers;  /particles/all/mass (N,) amu as simulated
+    /parameters/superion        attrs: symbols, metadata_json, labels_json, temperature_K, wrapped
+
+``step``/``time`` are one pair of datasets hard-linked into every element. Datasets are
+chunked and resizable: frames are appended one at a time and truncated on resume. ``time`` is
+the run time (equilibration included), so the first production frame has time = M·dt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from superion.atomic import atomic_path, write_text
+from superion.clusters import ClusterLabels, labels_for
+from superion.errors import SuperionError
+
+TRAJECTORY_NAME = "trajectory.h5"
+THERMO_NAME = "thermo.csv"
+CHECKPOINT_NAME = "checkpoint.npz"
+METADATA_NAME = "metadata.json"
+COMPLETE_NAME = "complete.json"
+
+THERMO_COLUMNS = (
+    "step", "time_fs", "phase", "T_K", "P_bar", "volume_A3", "a_A", "b_A", "c_A",
+    "epot_eV", "ekin_eV", "conserved_eV",
+)
+
+
+# --------------------------------------------------------------------------- writer
+class H5TrajectoryWriter:
+    """Append frames to an H5MD-style file; ``flush()`` makes everything so far durable."""
+
+    def __init__(self, path: str | os.PathLike, h5file) -> None:
+        self.path = Path(path)
+        self._f = h5file
+        g = h5file["particles/all"]
+        self._pos = g["position/value"]
+        self._step = g["position/step"]
+        self._time = g["position/time"]
+        self._box = g["box/edges/value"]
+        self._vel = g["velocity/value"] if "velocity" in g else None
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        *,
+        symbols: list[str],
+        numbers: np.ndarray,
+        masses_amu: np.ndarray,
+        metadata: dict,
+        labels: ClusterLabels | None,
+        temperature_K: float | None,
+        save_velocities: bool = False,
+        dtype: str = "float32",
+        creator_version: str = "",
+    ) -> "H5TrajectoryWriter":
+        """Create a new, empty trajectory (replacing any file at ``path``)."""
+        import h5py
+
+        path = Path(path)
+        n = len(symbols)
+        # ~1 MB chunks of whole frames: appends touch one chunk, frame-range reads stay cheap.
+        chunk_frames = int(max(1, min(256, (1 << 20) // max(1, n * 3 * np.dtype(dtype).itemsize))))
+        # Build the empty file under a temporary name, then rename: a kill here leaves no
+        # half-initialised trajectory behind.
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                h5 = f.create_group("h5md")
+                h5.attrs["version"] = np.array([1, 1], dtype=np.int32)
+                h5.create_group("author").attrs["name"] = os.environ.get("USER", "superion")
+                cr = h5.create_group("creator")
+                cr.attrs["name"] = "superion"
+                cr.attrs["version"] = creator_version
+                g = f.create_group("particles/all")
+                pos = g.create_group("position")
+                step = pos.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
+                time = pos.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(4096,))
+                time.attrs["unit"] = "fs"
+                v = pos.create_dataset("value", shape=(0, n, 3), maxshape=(None, n, 3), dtype=dtype,
+                                       chunks=(chunk_frames, n, 3))
+                v.attrs["unit"] = "Angstrom"
+                box = g.create_group("box")
+                box.attrs["dimension"] = np.int32(3)
+                box.attrs["boundary"] = np.array([b"periodic"] * 3)
+                edges = box.create_group("edges")
+                edges["step"] = step
+                edges["time"] = time
+                e = edges.create_dataset("value", shape=(0, 3, 3), maxshape=(None, 3, 3), dtype=np.float64,
+                                         chunks=(4096, 3, 3))
+                e.attrs["unit"] = "Angstrom"
+                if save_velocities:
+                    vel = g.create_group("velocity")
+                    vel["step"] = step
+                    vel["time"] = time
+                    vv = vel.create_dataset("value", shape=(0, n, 3), maxshape=(None, n, 3), dtype=dtype,
+                                            chunks=(chunk_frames, n, 3))
+                    vv.attrs["unit"] = "Angstrom fs-1"
+                g.create_dataset("species", data=np.asarray(numbers, dtype=np.int32))
+                m = g.create_dataset("mass", data=np.asarray(masses_amu, dtype=np.float64))
+                m.attrs["unit"] = "amu"
+                p = f.create_group("parameters/superion")
+                p.attrs["symbols"] = json.dumps(list(symbols))
+                p.attrs["metadata_json"] = json.dumps(metadata, default=_json_default)
+                p.attrs["labels_json"] = json.dumps(labels.to_dict() if labels is not None else None)
+                p.attrs["temperature_K"] = np.nan if temperature_K is None else float(temperature_K)
+                p.attrs["wrapped"] = False
+        return cls.open_append(path, keep_frames=0)
+
+    @classmethod
+    def open_append(cls, path: str | os.PathLike, keep_frames: int) -> "H5TrajectoryWriter":
+        """Open an existing trajectory and drop every frame after the first ``keep_frames``."""
+        import h5py
+
+        try:
+            f = h5py.File(path, "r+")
+        except OSError as exc:
+            raise SuperionError(
+                f"cannot reopen {path} to resume ({exc}); the file is damaged: delete the run directory and rerun"
+            ) from None
+        w = cls(path, f)
+        have = w._pos.shape[0]
+        if have < keep_frames:
+            f.close()
+            raise SuperionError(
+                f"{path} holds {have} frames but the checkpoint expects {keep_frames}; "
+                "the run directory is inconsistent: delete it and rerun"
+            )
+        w._resize(keep_frames)
+        f.flush()
+        return w
+
+    @property
+    def n_frames(self) -> int:
+        return int(self._pos.shape[0])
+
+    def _resize(self, n: int) -> None:
+        self._step.resize((n,))
+        self._time.resize((n,))
+        self._pos.resize(n, axis=0)
+        self._box.resize(n, axis=0)
+        if self._vel is not None:
+            self._vel.resize(n, axis=0)
+
+    def append(self, step: int, time_fs: float, positions_A: np.ndarray, cell_A: np.ndarray,
+               velocities_A_fs: np.ndarray | None = None) -> None:
+        i = self.n_frames
+        self._resize(i + 1)
+        self._step[i] = step
+        self._time[i] = time_fs
+        self._pos[i] = positions_A
+        self._box[i] = cell_A
+        if self._vel is not None:
+            if velocities_A_fs is None:
+                raise ValueError("this trajectory stores velocities; pass velocities_A_fs")
+            self._vel[i] = velocities_A_fs
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f.id.valid:
+            self._f.close()
+
+
+# --------------------------------------------------------------------------- thermo log
+class ThermoLog:
+    """``thermo.csv``: one row per save step (equilibration and production, ``phase`` column)."""
+
+    def __init__(self, path: str | os.PathLike, keep_rows: int | None = None) -> None:
+        """Open for appending; ``keep_rows=None`` starts a new file, else keeps that many rows."""
+        self.path = Path(path)
+        header = ",".join(THERMO_COLUMNS) + "\n"
+        if keep_rows is None:
+            write_text(self.path, header)
+            self.n_rows = 0
+        else:
+            lines = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
+            rows = lines[1 : 1 + keep_rows]
+            if len(rows) < keep_rows or any(not r.endswith("\n") for r in rows):
+                raise SuperionError(
+                    f"{self.path} has fewer complete rows than the checkpoint expects; "
+                    "the run directory is inconsistent: delete it and rerun"
+                )
+            write_text(self.path, header + "".join(rows))
+            self.n_rows = keep_rows
+        self._fh = open(self.path, "a", buffering=1 << 16)
+
+    def append(self, row: dict[str, Any]) -> None:
+        vals = []
+        for c in THERMO_COLUMNS:
+            v = row[c]
+            vals.append(repr(float(v)) if isinstance(v, (float, np.floating)) else str(v))
+        self._fh.write(",".join(vals) + "\n")
+        self.n_rows += 1
+
+    def flush(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+def read_thermo(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """``thermo.csv`` as columns (``phase`` as str array, the rest float/int)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out: dict[str, np.ndarray] = {}
+    for c in THERMO_COLUMNS:
+        vals = [r[c] for r in rows]
+        if c == "phase":
+            out[c] = np.array(vals, dtype=str)
+        elif c == "step":
+            out[c] = np.array(vals, dtype=np.int64)
+        else:
+            out[c] = np.array(vals, dtype=float)
+    return out
+
+
+# --------------------------------------------------------------------------- checkpoint
+def write_checkpoint(path: str | os.PathLike, state: dict[str, np.ndarray], info: dict) -> None:
+    """Atomically write integrator ``state`` arrays plus JSON-able ``info`` (step, counters, hash)."""
+    arrays = {f"state/{k}": np.asarray(v) for k, v in state.items()}
+    arrays["info_json"] = np.array(json.dumps(info, default=_json_default))
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """(state arrays, info) from :func:`write_checkpoint`."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["info_json"]))
+            state = {k[len("state/"):]: z[k] for k in z.files if k.startswith("state/")}
+    except (OSError, ValueError, KeyError) as exc:
+        raise SuperionError(f"cannot read checkpoint {path} ({exc}); delete the run directory and rerun") from None
+    return state, info
+
+
+# --------------------------------------------------------------------------- reader
+class TrajectoryReader:
+    """Common reader interface (see docs/architecture.md, "Trajectory reader").
+
+    Attributes: symbols, n_atoms, n_frames, masses (N,) amu, times_fs (F,), temperature_K,
+    wrapped, labels, metadata. ``frames`` may be a slice, an int or an index array;
+    ``atoms`` None (all), a slice or an index array.
+    """
+
+    symbols: list[str]
+    masses: np.ndarray
+    times_fs: np.ndarray
+    temperature_K: float | None
+    wrapped: bool
+    labels: ClusterLabels | None
+    metadata: dict
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def n_frames(self) -> int:
+        return int(len(self.times_fs))
+
+    def cells(self, frames=slice(None)) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def positions(self, frames=slice(None), atoms=None) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def velocities(self, frames=slice(None), atoms=None) -> np.ndarray | None:
+        """Velocities (f, n, 3) Å/fs when stored, else None."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _frame_index(frames, n: int) -> tuple[Any, np.ndarray | None]:
+    """(h5py-compatible selection, reorder index or None)."""
+    if isinstance(frames, (int, np.integer)):
+        i = int(frames)
+        if i < -n or i >= n:
+            raise IndexError(f"frame {i} out of range for {n} frames")
+        i %= n
+        return slice(i, i + 1), None
+    if isinstance(frames, slice):
+        return slice(*frames.indices(n)), None
+    idx = np.asarray(frames, dtype=np.int64).ravel()
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"frame index out of range for {n} frames")
+    idx = idx % n if n else idx
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    return uniq, inverse
+
+
+def _read_frames(ds, frames, n: int) -> np.ndarray:
+    sel, inverse = _frame_index(frames, n)
+    if isinstance(sel, slice):
+        if sel.step is not None and sel.step < 0:
+            return ds[np.arange(n)[sel][::-1]][::-1] if len(range(*sel.indices(n))) else ds[0:0]
+        return ds[sel]
+    data = ds[sel] if len(sel) else ds[0:0]
+    return data[inverse]
+
+
+class H5TrajectoryReader(TrajectoryReader):
+    """Reader of superion's ``trajectory.h5`` (and other H5MD files with the same layout)."""
+
+    def __init__(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
+        import h5py
+
+        self.path = Path(path)
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise SuperionError(f"cannot open trajectory {self.path} ({exc}); is it an HDF5 file?") from None
+        try:
+            g = self._f["particles/all"]
+            self._pos = g["position/value"]
+            self._box = g["box/edges/value"]
+            self._vel = g["velocity/value"] if "velocity" in g else None
+            self.times_fs = np.asarray(g["position/time"][:], dtype=float)
+            self.steps = np.asarray(g["position/step"][:], dtype=np.int64)
+            p = self._f["parameters/superion"].attrs if "parameters/superion" in self._f else {}
+        except KeyError as exc:
+            self._f.close()
+            raise SuperionError(f"{self.path} is not an H5MD trajectory written by superion (missing {exc})") from None
+        from ase.data import chemical_symbols
+
+        if "symbols" in p:
+            self.symbols = list(json.loads(p["symbols"]))
+        else:
+            self.symbols = [chemical_symbols[int(z)] for z in g["species"][:]]
+        self.masses = np.asarray(g["mass"][:], dtype=float)
+        self.metadata = metadata if metadata is not None else json.loads(p.get("metadata_json", "{}"))
+        lab = json.loads(p.get("labels_json", "null"))
+        self.labels = ClusterLabels.from_dict(lab) if lab else None
+        t = p.get("temperature_K", np.nan)
+        self.temperature_K = None if t is None or not np.isfinite(t) else float(t)
+        self.wrapped = bool(p.get("wrapped", False))
+        # A run killed mid-write can hold one frame more in `value` than in `time`; trust the shortest.
+        self._n = min(len(self.times_fs), self._pos.shape[0], self._box.shape[0])
+        self.times_fs = self.times_fs[: self._n]
+        self.steps = self.steps[: self._n]
+
+    @property
+    def n_frames(self) -> int:
+        return self._n
+
+    def cells(self, frames=slice(None)) -> np.ndarray:
+        return np.asarray(_read_frames(self._box, frames, self._n), dtype=np.float64)
+
+    def positions(self, frames=slice(None), atoms=None) -> np.ndarray:
+        data = _read_frames(self._pos, frames, self._n)
+        if atoms is not None:
+            data = data[:, atoms]
+        return np.asarray(data, dtype=np.float64)
+
+    def velocities(self, frames=slice(None), atoms=None) -> np.ndarray | None:
+        if self._vel is None:
+            return None
+        data = _read_frames(self._vel, frames, self._n)
+        if atoms is not None:
+            data = data[:, atoms]
+        return np.asarray(data, dtype=np.float64)
+
+    def close(self) -> None:
+        if self._f.id.valid:
+            self._f.close()
+
+
+class AseTrajectoryReader(TrajectoryReader):
+    """Reader of ASE-readable files (.traj lazily; .extxyz and others loaded once).
+
+    Times come from ``atoms.info["time_fs"]`` (or ``"time"``, taken as fs), else from
+    ``frame_interval_fs``. Positions are assumed wrapped unless ``wrapped=False`` is passed or
+    the frames say ``info["wrapped"] = False`` (as ``superion export`` writes).
+    """
+
+    def __init__(self, path: str | os.PathLike, frame_interval_fs: float | None = None,
+                 wrapped: bool | None = None) -> None:
+        from ase.io import iread
+        from ase.io.trajectory import Trajectory
+
+        self.path = Path(path)
+        self._traj = None
+        try:
+            if self.path.suffix == ".traj":
+                self._traj = Trajectory(str(self.path), "r")
+                n = len(self._traj)
+                first = self._traj[0] if n else None
+                infos = [self._traj[i].info for i in range(n)] if n else []
+                self._pos_all = None
+                self._cell_all = None
+            else:
+                pos, cell, infos = [], [], []
+                first = None
+                for a in iread(str(self.path), index=":"):
+                    if first is None:
+                        first = a
+                    elif len(a) != len(first):
+                        raise SuperionError(f"{self.path}: frames have different atom counts; one system per file")
+                    pos.append(np.asarray(a.positions, dtype=np.float64))
+                    cell.append(np.asarray(a.cell.array, dtype=np.float64))
+                    infos.append(dict(a.info))
+                self._pos_all = np.asarray(pos)
+                self._cell_all = np.asarray(cell)
+        except SuperionError:
+            raise
+        except Exception as exc:
+            raise SuperionError(f"cannot read trajectory {self.path} ({type(exc).__name__}: {exc})") from None
+        if first is None:
+            raise SuperionError(f"{self.path} holds no frames")
+        self.symbols = first.get_chemical_symbols()
+        self.masses = np.asarray(first.get_masses(), dtype=float)
+        times = [i.get("time_fs", i.get("time")) for i in infos]
+        if all(t is not None for t in times):
+            self.times_fs = np.asarray(times, dtype=float)
+        elif frame_interval_fs is not None:
+            if not frame_interval_fs > 0:
+                raise SuperionError(f"frame_interval_fs must be > 0, got {frame_interval_fs}")
+            self.times_fs = np.arange(len(infos), dtype=float) * float(frame_interval_fs)
+        else:
+            raise SuperionError(
+                f"{self.path} has no per-frame time (atoms.info 'time_fs'); give the frame interval "
+                "(frame_interval_fs / --frame-interval-fs)"
+            )
+        if wrapped is None:
+            wrapped = bool(first.info.get("wrapped", True))
+        self.wrapped = wrapped
+        t = first.info.get("temperature_K")
+        self.temperature_K = None if t is None else float(t)
+        try:
+            self.labels = labels_for(first)
+        except Exception:  # labelling needs a periodic cell; a molecule file has no clusters to speak of
+            self.labels = None
+        self.metadata = {"source": str(self.path)}
+
+    def _get(self, frames, what: str) -> np.ndarray:
+        n = self.n_frames
+        sel, inverse = _frame_index(frames, n)
+        idx = np.arange(n)[sel] if isinstance(sel, slice) else sel
+        if self._traj is not None:
+            arr = np.array([
+                self._traj[int(i)].positions if what == "pos" else self._traj[int(i)].cell.array for i in idx
+            ], dtype=np.float64).reshape((len(idx),) + ((self.n_atoms, 3) if what == "pos" else (3, 3)))
+        else:
+            arr = (self._pos_all if what == "pos" else self._cell_all)[idx]
+        return arr if inverse is None else arr[inverse]
+
+    def cells(self, frames=slice(None)) -> np.ndarray:
+        return self._get(frames, "cell")
+
+    def positions(self, frames=slice(None), atoms=None) -> np.ndarray:
+        data = self._get(frames, "pos")
+        return data if atoms is None else data[:, atoms]
+
+    def close(self) -> None:
+        if self._traj is not None:
+            self._traj.close()
+
+
+def open_trajectory(path: str | os.PathLike, frame_interval_fs: float | None = None,
+                    wrapped: bool | None = None) -> TrajectoryReader:
+    """Open a run directory, a ``.h5`` trajectory, or any ASE-readable trajectory file.
+
+    ``frame_interval_fs`` is used only for ASE files without per-frame times; ``wrapped``
+    overrides the wrapped/unwrapped guess for ASE files (superion .h5 is always unwrapped).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SuperionError(f"trajectory {p} not found; give a run directory, a .h5, .traj or .extxyz file")
+    if p.is_dir():
+        h5 = p / TRAJECTORY_NAME
+        if not h5.exists():
+            raise SuperionError(f"{p} has no {TRAJECTORY_NAME}; is it a 'superion md' run directory?")
+        meta = None
+        if (p / METADATA_NAME).exists():
+            meta = json.loads((p / METADATA_NAME).read_text())
+        return H5TrajectoryReader(h5, metadata=meta)
+    if p.suffix.lower() in (".h5", ".hdf5", ".h5md"):
+        return H5TrajectoryReader(p)
+    return AseTrajectoryReader(p, frame_interval_fs=frame_interval_fs, wrapped=wrapped)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

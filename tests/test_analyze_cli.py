@@ -1,0 +1,169 @@
+"""`superion analyze ...` end to end on files written with ASE and with superion's H5 writer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from superion.cli import main
+
+TETRA = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+
+
+def synthetic_frames(F=300, n_na=16, n_bh4=4, dt_fs=20.0, seed=0):
+    """Na random walkers (D = 0.5 Å²/ps) + rotating BH4 in a breathing cell: (symbols, positions, cells, times)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(F)
+    cells = np.diag([12.0, 12.5, 13.0])[None] * (1 + 0.02 * np.sin(t / 20.0))[:, None, None]
+    step = np.sqrt(2 * 0.5 * dt_fs / 1000.0)
+    na = rng.random((n_na, 3)) * 12 + np.cumsum(step * rng.standard_normal((F, n_na, 3)), axis=0)
+    centres = np.stack(np.meshgrid([3.0, 9.0], [3.0, 9.0], [6.0], indexing="ij"), -1).reshape(-1, 3)[:n_bh4]
+    angle = 0.8 * t * dt_fs / 1000.0  # rad, rotation about z
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.zeros((F, 3, 3))
+    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1
+    h = 1.2 * np.einsum("fij,hj->fhi", rot, TETRA)
+    bh4 = np.concatenate([np.broadcast_to(centres[None, :, None], (F, n_bh4, 1, 3)), centres[None, :, None] + h[:, None]], axis=2)
+    pos = np.concatenate([na, bh4.reshape(F, n_bh4 * 5, 3)], axis=1)
+    symbols = ["Na"] * n_na + (["B"] + ["H"] * 4) * n_bh4
+    return symbols, pos, cells, t * dt_fs
+
+
+def write_extxyz(path, symbols, pos, cells, times, temperature_K=None):
+    from ase import Atoms
+    from ase.io import write
+
+    frames = []
+    for p, c, tt in zip(pos, cells, times):
+        a = Atoms(symbols, positions=p, cell=c, pbc=True)
+        a.wrap()
+        a.info["time_fs"] = float(tt)
+        if temperature_K is not None:
+            a.info["temperature_K"] = temperature_K
+        frames.append(a)
+    write(str(path), frames, format="extxyz")
+
+
+@pytest.fixture(scope="module")
+def extxyz(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "run.extxyz"
+    write_extxyz(path, *synthetic_frames())
+    return path
+
+
+def test_diffusion_cli_writes_json_and_npz(extxyz, tmp_path, capsys):
+    out = tmp_path / "res" / "na.json"
+    rc = main(["analyze", "diffusion", str(extxyz), "--species", "Na", "--temperature-K", "600", "--json", str(out)])
+    assert rc == 0
+    s = json.loads(out.read_text())
+    for key in ("diffusivity_cm2_s", "diffusivity_stderr_cm2_s", "conductivity_mS_cm", "haven_ratio", "active_fraction",
+                "n_active", "n_ions", "temperature_K", "volume_A3", "fit_start_ps", "fit_end_ps", "n_frames",
+                "duration_ps", "warnings", "diffusivity_stderr_method"):
+        assert key in s
+    assert s["n_ions"] == 16 and s["temperature_K"] == 600.0 and s["n_frames"] == 300
+    assert abs(s["diffusivity_cm2_s"] - 0.5e-4) < 4 * s["diffusivity_stderr_cm2_s"]
+    assert any("short trajectory" in w for w in s["warnings"])
+    z = np.load(out.with_suffix(".npz"))
+    assert {"lag_ps", "msd_A2", "msd_xyz_A2", "msd_collective_A2"} <= set(z.files)
+    assert z["msd_xyz_A2"].shape == (300, 3)
+    assert "D =" in capsys.readouterr().out
+
+
+def test_diffusion_cli_takes_temperature_from_run_directory(tmp_path):
+    from superion.trajectory import H5TrajectoryWriter
+
+    symbols, pos, cells, times = synthetic_frames(F=120)
+    run = tmp_path / "run"
+    run.mkdir()
+    from ase.data import atomic_masses, atomic_numbers
+
+    numbers = np.array([atomic_numbers[s] for s in symbols])
+    w = H5TrajectoryWriter.create(run / "trajectory.h5", symbols=symbols, numbers=numbers, masses_amu=atomic_masses[numbers],
+                                  metadata={}, labels=None, temperature_K=700.0)
+    for i in range(len(times)):
+        w.append(i * 20, times[i], pos[i], cells[i])
+    w.close()
+    out = tmp_path / "d.json"
+    assert main(["analyze", "diffusion", str(run), "--json", str(out)]) == 0
+    s = json.loads(out.read_text())
+    assert s["temperature_K"] == 700.0 and s["n_frames"] == 120
+
+
+def test_arrhenius_cli(tmp_path, capsys):
+    kB = 8.617333262e-5
+    files = []
+    for T in (500.0, 600.0, 700.0, 800.0):
+        D = 1e-3 * np.exp(-0.2 / (kB * T)) * (1 + 0.05 * np.sin(T))
+        f = tmp_path / f"d{T:g}.json"
+        f.write_text(json.dumps({"temperature_K": T, "diffusivity_cm2_s": D, "diffusivity_stderr_cm2_s": 0.05 * D,
+                                 "n_ions": 96, "volume_A3": 9500.0, "charge": 1.0}))
+        files.append(str(f))
+    out = tmp_path / "arr.json"
+    assert main(["analyze", "arrhenius", *files, "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    for key in ("Ea_eV", "Ea_stderr_eV", "D0_cm2_s", "diffusivity_300K_cm2_s", "conductivity_300K_mS_cm", "conductivity_300K_ci95_mS_cm"):
+        assert key in r
+    assert r["Ea_eV"] == pytest.approx(0.2, abs=3 * r["Ea_stderr_eV"] + 0.01)
+    lo, hi = r["conductivity_300K_ci95_mS_cm"]
+    assert lo < r["conductivity_300K_mS_cm"] < hi
+    # one temperature: clear error, no output
+    out2 = tmp_path / "arr2.json"
+    assert main(["analyze", "arrhenius", files[0], "--json", str(out2)]) == 2
+    assert not out2.exists()
+    assert "temperatures" in capsys.readouterr().err
+
+
+def test_rotation_cli(extxyz, tmp_path):
+    out = tmp_path / "rot.json"
+    assert main(["analyze", "rotation", str(extxyz), "--rotation-lag-ps", "0.5", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    b = r["BH4"]
+    assert b["n_clusters"] == 4
+    for key in ("rotation_speed_rad_ps", "c1_tau_ps", "c2_tau_ps"):
+        assert key in b
+    # rigid rotation about z at 0.8 rad/ps: speed = mean 2ρ sin(ωτ/2)/(n R τ) over the 5 atoms
+    rho = 1.2 * np.linalg.norm(TETRA[:, :2], axis=1)
+    expected = np.sum(2 * rho * np.sin(0.8 * 0.5 / 2)) / (5 * 1.2 * 0.5)
+    assert b["rotation_speed_rad_ps"] == pytest.approx(expected, rel=0.02)
+    z = np.load(out.with_suffix(".npz"))
+    assert "BH4_c1" in z.files and "BH4_t_ps" in z.files
+
+
+def test_density_cli_writes_cube(extxyz, tmp_path):
+    from ase.io.cube import read_cube_data
+
+    out = tmp_path / "na.cube"
+    assert main(["analyze", "density", str(extxyz), "--species", "Na", "--grid-spacing-A", "0.5", "--out", str(out)]) == 0
+    data, atoms = read_cube_data(str(out))
+    voxel = atoms.get_volume() / data.size
+    assert data.sum() * voxel == pytest.approx(16, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--species", "Li", "--temperature-K", "600"], "species 'Li' not in the trajectory"),
+        (["--temperature-K", "-3"], "temperature must be positive"),
+        ([], "temperature unknown"),
+        (["--temperature-K", "600", "--fit-start-ps", "1", "--fit-end-ps", "100"], "outside the trajectory"),
+    ],
+)
+def test_diffusion_cli_bad_input_exit_2_no_output(extxyz, tmp_path, capsys, extra, message):
+    out = tmp_path / "bad.json"
+    assert main(["analyze", "diffusion", str(extxyz), *extra, "--json", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not out.with_suffix(".npz").exists()
+
+
+def test_one_frame_and_empty_trajectories_exit_2(tmp_path, capsys):
+    symbols, pos, cells, times = synthetic_frames(F=3)
+    one = tmp_path / "one.extxyz"
+    write_extxyz(one, symbols, pos[:1], cells[:1], times[:1])
+    assert main(["analyze", "diffusion", str(one), "--temperature-K", "600", "--json", str(tmp_path / "o.json")]) == 2
+    assert "frame" in capsys.readouterr().err
+    empty = tmp_path / "empty.extxyz"
+    empty.write_text("")
+    assert main(["analyze", "diffusion", str(empty), "--temperature-K", "600", "--json", str(tmp_path / "e.json")]) == 2
+    assert not (tmp_path / "o.json").exists() and not (tmp_path / "e.json").exists()

@@ -1,0 +1,83 @@
+"""Arrhenius fit: recovers a set Ea, honest intervals, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from superion.arrhenius import arrhenius_from_results, extrapolate, fit_arrhenius
+from superion.diffusion import K_B_EV_K, nernst_einstein_mS_cm
+from superion.errors import SuperionError
+
+TEMPS = np.array([500, 550, 600, 700, 800.0])
+
+
+def results_from(Ea, D0, rel_err, rng, temps=TEMPS):
+    D_true = D0 * np.exp(-Ea / (K_B_EV_K * temps))
+    D = D_true * np.exp(rel_err * rng.standard_normal(len(temps)))
+    return [
+        {"temperature_K": T, "diffusivity_cm2_s": d, "diffusivity_stderr_cm2_s": rel_err * d, "n_ions": 96, "volume_A3": 9000.0 + T, "charge": 1.0}
+        for T, d in zip(temps, D)
+    ]
+
+
+def test_exact_data_recovers_Ea_and_D0():
+    D = 1e-3 * np.exp(-0.25 / (K_B_EV_K * TEMPS))
+    fit = fit_arrhenius(TEMPS, D)
+    assert fit["Ea_eV"] == pytest.approx(0.25, rel=1e-9)
+    assert np.exp(fit["ln_D0"]) == pytest.approx(1e-3, rel=1e-9)
+    assert extrapolate(fit, 300.0)["diffusivity_cm2_s"] == pytest.approx(1e-3 * np.exp(-0.25 / (K_B_EV_K * 300)), rel=1e-9)
+
+
+def test_noisy_data_recovers_set_Ea_within_error_and_ci_covers():
+    rng = np.random.default_rng(21)
+    Ea, D0 = 0.23, 2e-3
+    D300 = D0 * np.exp(-Ea / (K_B_EV_K * 300))
+    covered, zs = 0, []
+    for _ in range(200):
+        out = arrhenius_from_results(results_from(Ea, D0, 0.15, rng))
+        zs.append((out["Ea_eV"] - Ea) / out["Ea_stderr_eV"])
+        lo, hi = out["diffusivity_300K_ci95_cm2_s"]
+        covered += lo <= D300 <= hi
+    # max(1, chi2/dof) scaling makes the error conservative, never too small
+    assert 0.6 < np.std(zs) < 1.2
+    assert covered / 200 >= 0.93
+
+
+def test_conductivity_at_300K_uses_mean_density_and_ci_brackets_it():
+    rng = np.random.default_rng(22)
+    res = results_from(0.2, 1e-3, 0.1, rng)
+    out = arrhenius_from_results(res, sources=[f"r{i}.json" for i in range(len(res))])
+    n_mean = np.mean([r["n_ions"] / r["volume_A3"] for r in res])
+    assert out["conductivity_300K_mS_cm"] == pytest.approx(nernst_einstein_mS_cm(out["diffusivity_300K_cm2_s"], n_mean, 1.0, 300.0))
+    lo, hi = out["conductivity_300K_ci95_mS_cm"]
+    assert lo < out["conductivity_300K_mS_cm"] < hi
+    assert out["Ea_stderr_eV"] > 0 and out["fit_weighted"]
+    assert len(out["points"]) == len(TEMPS)
+
+
+def test_other_target_temperature_names_keys():
+    rng = np.random.default_rng(23)
+    out = arrhenius_from_results(results_from(0.2, 1e-3, 0.1, rng), target_K=350.0)
+    assert "diffusivity_350K_cm2_s" in out and "conductivity_350K_ci95_mS_cm" in out
+
+
+def test_two_points_fit_without_error_and_nonpositive_excluded():
+    res = [
+        {"temperature_K": 600.0, "diffusivity_cm2_s": 1e-5},
+        {"temperature_K": 800.0, "diffusivity_cm2_s": 4e-5},
+        {"temperature_K": 400.0, "diffusivity_cm2_s": -1e-7},
+    ]
+    out = arrhenius_from_results(res)
+    assert out["n_points"] == 2 and out["Ea_stderr_eV"] is None
+    assert out["diffusivity_300K_ci95_cm2_s"] is None
+    assert any("excluded" in w for w in out["warnings"])
+    Ea = K_B_EV_K * np.log(4) / (1 / 600 - 1 / 800)
+    assert out["Ea_eV"] == pytest.approx(Ea, rel=1e-9)
+
+
+def test_too_few_temperatures_is_clear_error():
+    with pytest.raises(SuperionError, match="at least 2|>= 2 temperatures"):
+        arrhenius_from_results([{"temperature_K": 600.0, "diffusivity_cm2_s": 1e-5}, {"temperature_K": 600.0, "diffusivity_cm2_s": 2e-5}])
+    with pytest.raises(SuperionError, match="not a diffusion result"):
+        arrhenius_from_results([{"foo": 1}])

@@ -1,0 +1,161 @@
+"""Restart: kill -9 and rerun gives the uninterrupted trajectory bitwise; reruns are no-ops.
+
+Uses ASE's EMT on 32 Cu atoms (run_md's ``calculator=`` hook) so a whole run takes seconds;
+the resume machinery does not depend on the potential.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from ase.calculators.calculator import all_changes
+from ase.calculators.emt import EMT as _AseEMT
+
+from superion.errors import SuperionError
+from superion.md import MDSettings, run_md
+from superion.trajectory import open_trajectory, read_thermo
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+from test_md_resume import EMT
+from superion.md import MDSettings, run_md
+s = MDSettings(**{settings!r})
+run_md(sys.argv[1], sys.argv[2], s, calculator=EMT(), log=lambda *a: None)
+"""
+
+
+@pytest.fixture(scope="module")
+def cu_file(tmp_path_factory):
+    from ase.build import bulk
+    from ase.io import write
+
+    path = tmp_path_factory.mktemp("cu") / "cu.extxyz"
+    write(path, bulk("Cu", cubic=True) * (2, 2, 2))
+    return path
+
+
+class EMT(_AseEMT):  # same class name as ASE's, so the settings hash ("custom:EMT") matches
+    """EMT that raises KeyboardInterrupt after ``fail_after`` evaluations (an in-process kill)."""
+
+    def __init__(self, fail_after: int | None = None):
+        super().__init__()
+        self.fail_after, self.calls = fail_after, 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=None):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+        # ASE's EMT keeps a Verlet list with a skin and sums tiny tails of pairs beyond the
+        # cutoff, so its forces depend on when the list was last rebuilt: history. Rebuild every
+        # call to make it a pure function of positions (as M3GNet, which builds its graph anew).
+        return super().calculate(atoms, properties, all_changes)
+
+
+def _same_run(a, b) -> None:
+    assert (a / "thermo.csv").read_bytes() == (b / "thermo.csv").read_bytes()
+    with open_trajectory(a) as x, open_trajectory(b) as y:
+        assert x.n_frames == y.n_frames
+        np.testing.assert_array_equal(x.steps, y.steps)
+        np.testing.assert_array_equal(x.times_fs, y.times_fs)
+        assert np.array_equal(x.positions(), y.positions())  # bitwise
+        assert np.array_equal(x.cells(), y.cells())
+        if x.velocities() is not None:
+            assert np.array_equal(x.velocities(), y.velocities())
+    assert (b / "complete.json").exists()
+
+
+def _consecutive(run, settings) -> None:
+    with open_trajectory(run) as tr:
+        expect = np.arange(settings.equilibration_steps, settings.total_steps + 1, settings.save_every)
+        np.testing.assert_array_equal(tr.steps, expect)  # no duplicate or missing frames
+    t = read_thermo(run / "thermo.csv")
+    np.testing.assert_array_equal(t["step"], np.arange(0, settings.total_steps + 1, settings.save_every))
+
+
+def test_sigkill_and_resume_is_bitwise(cu_file, tmp_path):
+    settings = dict(temperature_K=600, steps=200, equilibration_steps=40, ensemble="npt", timestep_fs=2.0,
+                    save_every=5, checkpoint_every=20, seed=5, save_velocities=True, trajectory_dtype="float64")
+    s = MDSettings(**settings)
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    run_md(cu_file, ref, s, calculator=EMT(), log=lambda *a: None)
+
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(settings=settings, here=os.path.dirname(__file__)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    kills = 0
+    for target_rows in (8, 20, 21, 35):  # kill at various points, incl. right after a previous kill
+        proc = subprocess.Popen([sys.executable, str(script), str(cu_file), str(killed)], env=env)
+        deadline = time.time() + 60
+        while proc.poll() is None and time.time() < deadline:
+            thermo = killed / "thermo.csv"
+            if thermo.exists() and thermo.read_text().count("\n") > target_rows:
+                break
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        assert not (killed / "complete.json").exists() or proc.returncode == 0
+    assert kills >= 2, "the run finished before it could be killed; make it longer"
+    meta = json.loads((killed / "metadata.json").read_text())
+    assert meta["status"] == "running"  # kill -9 leaves no chance to mark anything
+    res = subprocess.run([sys.executable, str(script), str(cu_file), str(killed)], env=env)
+    assert res.returncode == 0
+    _same_run(ref, killed)
+    _consecutive(killed, s)
+
+
+@pytest.mark.parametrize("ensemble", ["npt_iso", "nvt", "nve"])
+def test_interrupt_and_resume_each_ensemble(cu_file, tmp_path, ensemble):
+    s = MDSettings(temperature_K=500, steps=100, equilibration_steps=20, ensemble=ensemble, timestep_fs=2.0,
+                   save_every=5, checkpoint_every=10, seed=9)
+    run_md(cu_file, tmp_path / "ref", s, calculator=EMT(), log=lambda *a: None)
+    with pytest.raises(KeyboardInterrupt):
+        run_md(cu_file, tmp_path / "b", s, calculator=EMT(fail_after=57), log=lambda *a: None)
+    assert json.loads((tmp_path / "b" / "metadata.json").read_text())["status"] == "interrupted"
+    assert not (tmp_path / "b" / "complete.json").exists()
+    res = run_md(cu_file, tmp_path / "b", s, calculator=EMT(), log=lambda *a: None)
+    assert res.resumed_from_step is not None and 0 < res.resumed_from_step < s.total_steps
+    _same_run(tmp_path / "ref", tmp_path / "b")
+    _consecutive(tmp_path / "b", s)
+
+
+def test_completed_rerun_is_noop_and_changed_settings_refused(cu_file, tmp_path):
+    s = MDSettings(temperature_K=300, steps=40, ensemble="nvt", save_every=10, seed=1)
+    run = tmp_path / "r"
+    run_md(cu_file, run, s, calculator=EMT(), log=lambda *a: None)
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir()}
+    msgs = []
+    res = run_md(cu_file, run, MDSettings(temperature_K=300, steps=40, ensemble="nvt", save_every=10, seed=1),
+                 calculator=EMT(fail_after=0), log=msgs.append)  # would raise if it evaluated anything
+    assert res.status == "already-complete" and "already complete" in msgs[0]
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir()}
+    assert after == before
+    for change in (dict(seed=2), dict(steps=50), dict(temperature_K=310), dict(ensemble="npt")):
+        kw = dict(temperature_K=300, steps=40, ensemble="nvt", save_every=10, seed=1) | change
+        with pytest.raises(SuperionError, match="different settings"):
+            run_md(cu_file, run, MDSettings(**kw), calculator=EMT(), log=lambda *a: None)
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir()} == before
+
+
+def test_cli_completed_rerun_prints_noop(shared_dir, tmp_path, capsys):
+    """Through the CLI with the real model: the second call returns 0 and says nothing was done."""
+    from superion.cli import main
+
+    cif = shared_dir / "structures/approximants/NaBH4_P-421c-approx.cif"
+    argv = ["md", str(cif), "--potential", "M3GNet-r2SCAN-NaBH", "--temperature-K", "300", "--steps", "4",
+            "--save-every", "2", "--ensemble", "npt", "--threads", "1", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    assert (tmp_path / "r" / "complete.json").exists()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert main(argv[:-2] + ["--seed", "3", "--out", str(tmp_path / "r")]) == 2

@@ -1,0 +1,135 @@
+"""Kernels (unwrap, FFT MSD, max squared displacement) against plain NumPy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from superion.kernels import as_c64, max_sq_disp, msd_s1
+from superion.msd import ion_msd, msd_fft, msd_reference
+from superion.unwrap import ArrayTrajectory, collect_mobile, iter_unwrapped, to_fractional, whole_shifts
+
+
+def fluctuating_cells(n_frames, rng, triclinic=True):
+    """Cells (F, 3, 3) whose lengths and angles breathe by a few % (NPT-like)."""
+    h0 = np.array([[10.0, 0.0, 0.0], [1.5, 11.0, 0.0], [0.7, -1.0, 12.0]]) if triclinic else np.diag([10.0, 11.0, 12.0])
+    t = np.arange(n_frames)
+    scale = 1 + 0.03 * np.sin(2 * np.pi * t / 37.0)[:, None, None] + 0.005 * rng.standard_normal((n_frames, 3, 3))
+    return h0[None] * scale
+
+
+def wrap(positions, cells):
+    frac = to_fractional(positions, cells)
+    frac -= np.floor(frac)
+    return np.einsum("fnj,fjk->fnk", frac, cells)
+
+
+def unwrap_reference(positions, cells):
+    """Frame-to-frame fractional unwrapping, plain NumPy."""
+    frac = to_fractional(positions, cells)
+    ds = np.diff(frac, axis=0)
+    ds -= np.round(ds)
+    acc = np.concatenate([frac[:1], frac[:1] + np.cumsum(ds, axis=0)])
+    return np.einsum("fnj,fjk->fnk", acc, cells)
+
+
+def test_unwrap_recovers_true_path_under_fluctuating_cell():
+    rng = np.random.default_rng(1)
+    F, N = 300, 7
+    cells = fluctuating_cells(F, rng)
+    # true path: random walk in fractional space (steps ≪ half a cell), Cartesian with each cell
+    frac_true = rng.random((1, N, 3)) + np.cumsum(0.02 * rng.standard_normal((F, N, 3)), axis=0)
+    true = np.einsum("fnj,fjk->fnk", frac_true, cells)
+    wrapped = wrap(true, cells)
+    assert np.abs(wrapped - true).max() > 5.0  # the test data really crosses boundaries
+    traj = ArrayTrajectory(wrapped, cells, np.arange(F) * 2.0, ["Na"] * N, np.ones(N))
+    got = np.concatenate([p for _, p, _ in iter_unwrapped(traj, chunk_frames=64)])
+    ref = unwrap_reference(wrapped, cells)
+    # unwrapped path differs from the true one only by a constant lattice translation in fractional space
+    shift = to_fractional(true[:1], cells[:1]) - to_fractional(got[:1], cells[:1])
+    assert np.allclose(shift, np.round(shift), atol=1e-9)
+    assert np.allclose(got + np.einsum("nj,fjk->fnk", np.round(shift[0]), cells), true, atol=1e-9)
+    assert np.allclose(got, ref, atol=1e-9)
+
+
+def test_whole_shifts_join_split_cluster():
+    # a cluster around the cell corner whose extent (0.58) exceeds half the cell from one atom
+    frac0 = np.array([[0.71, 0.01, 0.01], [0.98, 0.02, 0.99], [0.03, 0.97, 0.02], [0.29, 0.99, 0.0], [0.5, 0.5, 0.5]])
+    groups = np.array([0, 0, 0, 0, -1])
+    s = whole_shifts(frac0, groups)
+    joined = frac0[:4] + s[:4]
+    centre = joined.mean(axis=0)
+    assert np.abs(joined - centre).max() < 0.35
+    assert np.allclose(s, np.round(s)) and np.all(s[4] == 0)
+
+
+def test_msd_fft_matches_direct_double_loop():
+    rng = np.random.default_rng(2)
+    x = np.cumsum(rng.standard_normal((5, 257)), axis=1) + 100.0  # offset tests the centring
+    assert np.allclose(msd_fft(x), msd_reference(x), rtol=1e-9, atol=1e-9)
+
+
+def test_msd_s1_kernel_matches_numpy():
+    rng = np.random.default_rng(3)
+    x2 = rng.random((3, 50))
+    out = np.empty_like(x2)
+    msd_s1(as_c64(x2), out)
+    T = x2.shape[1]
+    ref = np.stack([[(x2[j, m:] + x2[j, : T - m]).sum() / (T - m) for m in range(T)] for j in range(3)])
+    assert np.allclose(out, ref)
+
+
+def test_ion_msd_chunked_equals_unchunked_and_collective():
+    rng = np.random.default_rng(4)
+    disp = np.cumsum(rng.standard_normal((9, 3, 120)), axis=2)
+    a = ion_msd(disp, per_ion_lags=slice(10, 60))
+    b = ion_msd(disp, per_ion_lags=slice(10, 60), max_bytes=1)  # one ion per chunk
+    assert np.allclose(a.mean, b.mean) and np.allclose(a.per_ion, b.per_ion)
+    ref = msd_reference(disp.reshape(27, 120)).reshape(9, 3, 120)
+    assert np.allclose(a.per_dir, ref.mean(axis=0).T)
+    assert np.allclose(a.per_ion, ref.sum(axis=1)[:, 10:60])
+    coll = msd_reference(disp.sum(axis=0)).sum(axis=0) / 9
+    assert np.allclose(a.collective, coll)
+
+
+def test_max_sq_disp_kernel_matches_numpy():
+    rng = np.random.default_rng(5)
+    disp = np.cumsum(rng.standard_normal((6, 3, 80)), axis=2)
+    out = np.zeros(6)
+    max_sq_disp(as_c64(disp), out)
+    ref = ((disp - disp[:, :, :1]) ** 2).sum(axis=1).max(axis=1)
+    assert np.allclose(out, ref)
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_collect_mobile_removes_mass_weighted_framework_drift(wrapped):
+    rng = np.random.default_rng(6)
+    F, N = 200, 12
+    cells = fluctuating_cells(F, rng, triclinic=False)
+    mobile = np.arange(4)
+    masses = np.array([23.0] * 4 + [10.8] * 4 + [1.0] * 4)
+    base = rng.random((N, 3)) * 10
+    # framework vibrates around sites; the whole system drifts by v·t; mobile ions also random-walk
+    vib = 0.05 * rng.standard_normal((F, N, 3))
+    vib[:, 4:] -= np.einsum("fnk,n->fk", vib[:, 4:], masses[4:] / masses[4:].sum())[:, None, :]  # framework COM fixed
+    walk = np.zeros((F, N, 3))
+    walk[:, :4] = np.cumsum(0.05 * rng.standard_normal((F, 4, 3)), axis=0)
+    drift = np.arange(F)[:, None] * np.array([0.01, -0.02, 0.005])
+    true = base + vib + walk + drift[:, None, :]
+    pos = wrap(true, cells) if wrapped else true
+    traj = ArrayTrajectory(pos, cells, np.arange(F) * 1.0, ["Na"] * 4 + ["B"] * 4 + ["H"] * 4, masses, wrapped=wrapped)
+    mob = collect_mobile(traj, mobile, chunk_frames=50)
+    expected = (true[:, :4] - true[:1, :4] - drift[:, None, :]).transpose(1, 2, 0)
+    assert mob.drift_method == "framework"
+    assert np.allclose(mob.drift_A, drift, atol=1e-9)
+    assert np.allclose(mob.disp_A, expected, atol=1e-9)
+    assert np.allclose(mob.volumes_A3, np.abs(np.linalg.det(cells)))
+
+
+def test_collect_mobile_without_framework_falls_back_to_none():
+    rng = np.random.default_rng(7)
+    pos = np.cumsum(0.1 * rng.standard_normal((30, 3, 3)), axis=0) + 5
+    traj = ArrayTrajectory(pos, np.eye(3) * 10, np.arange(30.0), ["Na"] * 3, np.full(3, 23.0))
+    mob = collect_mobile(traj, np.arange(3))
+    assert mob.drift_method == "none"
+    assert np.allclose(mob.disp_A, (pos - pos[:1]).transpose(1, 2, 0), atol=1e-9)

@@ -1,0 +1,87 @@
+# Per-run analysis (diffusion, rotation, density) and per-(system, mass setting) Arrhenius fits.
+
+
+def _run_dir(wc):
+    return f"{RES}/" + sc.LAYOUT["run"].format(system=wc.system, mass=wc.mass, T=wc.T, seed=wc.seed)
+
+
+def _fit_args(wc):
+    an = sc.system_section(CFG, wc.system, "analysis")
+    args = [f"--active-threshold-A2 {an['active_threshold_A2']:g}"]
+    if an["fit_start_ps"] is not None:
+        args.append(f"--fit-start-ps {an['fit_start_ps']:g}")
+    if an["fit_end_ps"] is not None:
+        args.append(f"--fit-end-ps {an['fit_end_ps']:g}")
+    return " ".join(args)
+
+
+ANALYSIS = f"{RES}/" + sc.LAYOUT["analysis"]
+ALOG = "{system}/{mass}/T{T}K/seed{seed}"
+
+
+rule diffusion:
+    input:
+        f"{RES}/" + sc.LAYOUT["run"] + "/complete.json",
+    output:
+        json=f"{ANALYSIS}/diffusion.json",
+        msd=f"{ANALYSIS}/diffusion.npz",
+    log:
+        f"{LOGS}/diffusion/{ALOG}.log",
+    benchmark:
+        f"{BENCH}/diffusion/{ALOG}.tsv"
+    params:
+        run_dir=_run_dir,
+        species=lambda wc: CFG["systems"][wc.system]["mobile_species"],
+        args=_fit_args,
+    shell:
+        "{SUPERION} analyze diffusion {params.run_dir:q} --species {params.species} --json {output.json:q}"
+        " {params.args} > {log:q} 2>&1"
+
+
+rule rotation:
+    input:
+        f"{RES}/" + sc.LAYOUT["run"] + "/complete.json",
+    output:
+        json=f"{ANALYSIS}/rotation.json",
+    log:
+        f"{LOGS}/rotation/{ALOG}.log",
+    benchmark:
+        f"{BENCH}/rotation/{ALOG}.tsv"
+    params:
+        run_dir=_run_dir,
+    shell:
+        "{SUPERION} analyze rotation {params.run_dir:q} --json {output.json:q} > {log:q} 2>&1"
+
+
+rule density:
+    input:
+        f"{RES}/" + sc.LAYOUT["run"] + "/complete.json",
+    output:
+        cube=f"{ANALYSIS}/density.cube",
+    log:
+        f"{LOGS}/density/{ALOG}.log",
+    benchmark:
+        f"{BENCH}/density/{ALOG}.tsv"
+    params:
+        run_dir=_run_dir,
+        species=lambda wc: CFG["systems"][wc.system]["mobile_species"],
+    shell:
+        "{SUPERION} analyze density {params.run_dir:q} --species {params.species} --out {output.cube:q}"
+        " > {log:q} 2>&1"
+
+
+def _group_diffusion(wc):
+    return [run_path("analysis", r, "diffusion.json") for r in sc.runs(CFG, system=wc.system, mass=wc.mass)]
+
+
+rule arrhenius:
+    input:
+        _group_diffusion,
+    output:
+        f"{RES}/" + sc.LAYOUT["arrhenius"],
+    log:
+        f"{LOGS}/arrhenius/{{system}}/{{mass}}.log",
+    benchmark:
+        f"{BENCH}/arrhenius/{{system}}/{{mass}}.tsv"
+    shell:
+        "{SUPERION} analyze arrhenius {input:q} --json {output:q} > {log:q} 2>&1"

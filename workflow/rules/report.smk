@@ -1,0 +1,73 @@
+# Tables and figures from the per-run and per-group JSON; no MD input, so deleting a figure or a
+# table and rerunning regenerates it without touching the MD runs.
+
+
+def _all_analysis(name):
+    return [run_path("analysis", r, name) for r in sc.runs(CFG)]
+
+
+def _density_inputs(wc):
+    return _all_analysis("density.cube") if CFG["analysis"]["density"] else []
+
+
+rule tables:
+    input:
+        config=CONFIG_JSON,
+        diffusion=_all_analysis("diffusion.json"),
+        rotation=_all_analysis("rotation.json"),
+        arrhenius=[f"{RES}/" + sc.LAYOUT["arrhenius"].format(system=s, mass=m) for s, m in sc.groups(CFG)],
+    output:
+        summary=report(
+            f"{RES}/" + sc.LAYOUT["summary"],
+            caption="../report/summary.rst",
+            category="Tables",
+        ),
+        diffusion=report(
+            f"{RES}/" + sc.LAYOUT["diffusion"],
+            caption="../report/diffusion.rst",
+            category="Tables",
+        ),
+    log:
+        f"{LOGS}/tables.log",
+    benchmark:
+        f"{BENCH}/tables.tsv"
+    shell:
+        "{SUPERION} tables --config {input.config:q} --results {RES:q}"
+        " --summary {output.summary:q} --diffusion {output.diffusion:q} > {log:q} 2>&1"
+
+
+def _figure_inputs(kind):
+    base = [CONFIG_JSON, rules.tables.output.summary, rules.tables.output.diffusion]
+    if kind == "msd":
+        base += _all_analysis("diffusion.npz")
+    if kind == "density" and CFG["analysis"]["density"]:
+        base += _all_analysis("density.cube")
+    return base
+
+
+# One rule per figure kind (its own caption in workflow/report/<kind>.rst).
+for _kind in sc.FIGURE_KINDS:
+
+    rule:
+        name:
+            f"figure_{_kind}"
+        input:
+            _figure_inputs(_kind),
+        output:
+            pdf=f"{RES}/figures/{_kind}.pdf",
+            svg=f"{RES}/figures/{_kind}.svg",
+            png=report(
+                f"{RES}/figures/{_kind}.png",
+                caption=f"../report/{_kind}.rst",
+                category="Figures",
+            ),
+        log:
+            f"{LOGS}/figures/{_kind}.log",
+        benchmark:
+            f"{BENCH}/figures/{_kind}.tsv"
+        params:
+            kind=_kind,
+            stem=f"{RES}/figures/{_kind}",
+        shell:
+            "{SUPERION} figures {params.kind} --config {CONFIG_JSON:q} --results {RES:q}"
+            " --out {params.stem:q} > {log:q} 2>&1"

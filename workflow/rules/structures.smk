@@ -1,0 +1,53 @@
+# Structures: order + supercell + cluster labels (prepare), then relaxation with the system's potential.
+
+
+def _prepare_args(wc):
+    sysc = CFG["systems"][wc.system]
+    args = []
+    if "supercell" in sysc:
+        args += ["--supercell"] + [str(n) for n in sysc["supercell"]]
+    elif "min_width_A" in sysc:
+        args += ["--min-width-A", f"{sysc['min_width_A']:g}"]
+    args += ["--seed", str(sc.system_section(CFG, wc.system, "prepare")["seed"])]
+    return " ".join(args)
+
+
+rule prepare:
+    input:
+        lambda wc: CFG["systems"][wc.system]["structure"],
+    output:
+        structure=f"{RES}/" + sc.LAYOUT["prepared"],
+        report=f"{RES}/" + sc.LAYOUT["prepared"].replace(".extxyz", ".json"),
+    log:
+        f"{LOGS}/prepare/{{system}}.log",
+    benchmark:
+        f"{BENCH}/prepare/{{system}}.tsv"
+    params:
+        args=_prepare_args,
+    shell:
+        "{SUPERION} prepare {input:q} --out {output.structure:q} {params.args} > {log:q} 2>&1"
+
+
+rule relax:
+    input:
+        rules.prepare.output.structure,
+    output:
+        structure=f"{RES}/" + sc.LAYOUT["relaxed"],
+        report=f"{RES}/" + sc.LAYOUT["relaxed"].replace(".extxyz", ".json"),
+    log:
+        f"{LOGS}/relax/{{system}}.log",
+    benchmark:
+        f"{BENCH}/relax/{{system}}.tsv"
+    params:
+        potential=lambda wc: CFG["systems"][wc.system]["potential"],
+        fmax=lambda wc: sc.system_section(CFG, wc.system, "relax")["fmax_eV_A"],
+        max_steps=lambda wc: sc.system_section(CFG, wc.system, "relax")["max_steps"],
+        device=CFG["device"],
+    threads: CFG["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "{SUPERION} relax {input:q} --potential {params.potential:q} --out {output.structure:q}"
+        " --fmax {params.fmax} --max-steps {params.max_steps} --device {params.device}"
+        " --threads {threads} > {log:q} 2>&1"
