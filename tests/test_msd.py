@@ -124,6 +124,8 @@ def test_collect_mobile_removes_mass_weighted_framework_drift(wrapped):
     assert np.allclose(mob.drift_A, drift, atol=1e-9)
     assert np.allclose(mob.disp_A, expected, atol=1e-9)
     assert np.allclose(mob.volumes_A3, np.abs(np.linalg.det(cells)))
+    fw_ref = np.linalg.norm(true[:, 4:] - true[:1, 4:] - drift[:, None, :], axis=-1).max()
+    assert mob.max_framework_disp_A == pytest.approx(fw_ref)
 
 
 def test_collect_mobile_without_framework_falls_back_to_none():
@@ -133,3 +135,4 @@ def test_collect_mobile_without_framework_falls_back_to_none():
     mob = collect_mobile(traj, np.arange(3))
     assert mob.drift_method == "none"
     assert np.allclose(mob.disp_A, (pos - pos[:1]).transpose(1, 2, 0), atol=1e-9)
+

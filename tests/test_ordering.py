@@ -149,3 +149,17 @@ def test_rerank_by_m3gnet_energy(models_dir):
     assert _same(r.structure, best.structure)
     with pytest.raises(SuperionError):
         order_structure(s, rerank=2)  # no calculator
+
+
+def test_onbh_cluster_charges_and_integrity(shared_dir):
+    # o-NBH approximant with its 12 Na sites made half Na / half K: the B12H12 (-2, spread over
+    # 24 atoms) and BH4 (-1) units are fixed point-charge sets; the cell stays neutral and intact
+    s = read_pymatgen(shared_dir / "structures" / "approximants" / "oNBH_Na3BH4B12H12_Cmc21-approx.cif")
+    for i, site in enumerate(s):
+        if site.specie.symbol == "Na":
+            s[i] = {"Na": 0.5, "K": 0.5}
+    r = _order(s, seed=0, n_candidates=2, max_enumeration=0, n_samples=2)
+    assert r.record["fixed_clusters"] == {"B12H12": 4, "BH4": 4}
+    assert r.record["net_charge_e"] == pytest.approx(0.0, abs=1e-9)
+    assert label_clusters(to_atoms(r.structure)).counts() == {"B12H12": 4, "BH4": 4}
+    assert r.structure.composition.get_el_amt_dict()["K"] == 6

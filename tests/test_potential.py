@@ -232,35 +232,69 @@ def test_versions_pinned_and_recorded(repo_dir):
     assert f'"torch-geometric=={verified["torch_geometric"]}"' in text
 
 
-# ---------------------------------------------------------------------------- physical sanity
-def _relax(atoms, calc, fmax=0.01, steps=400):
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
-
-    atoms.calc = calc
-    opt = FIRE(FrechetCellFilter(atoms), logfile=None)
-    converged = opt.run(fmax=fmax, steps=steps)
-    return atoms, converged
-
-
-def test_nacl_relaxes_to_5_69():
-    from ase.build import bulk
-
-    atoms = bulk("NaCl", "rocksalt", a=5.45, cubic=True)
-    atoms, converged = _relax(atoms, P.get_calculator(MP, symbols=atoms.get_chemical_symbols()))
-    assert converged
-    a = np.cbrt(atoms.get_volume())
-    assert abs(a - 5.69) <= 0.03, f"a = {a:.3f} A"
-
-
-def test_nabh4_keeps_bh4_intact(parity):
+# ------------------------------------------------- the M3GNet-r2SCAN-NaBH residual, explained
+@pytest.mark.parametrize("name", [NABH, MP])
+def test_exact_dgl_mode_reproduces_matgl_2_2_1(name, parity):
+    """Legacy aggregation + matgl<=2.2's pruned-list three-body indexing = the DGL reference."""
     results, frames = parity
-    atoms = frames["NaBH4"].copy()
-    atoms, _ = _relax(atoms, P.get_calculator(NABH, symbols=atoms.get_chemical_symbols()), fmax=0.02, steps=300)
-    sym = np.array(atoms.get_chemical_symbols())
-    d = atoms.get_all_distances(mic=True)
-    b, h = np.where(sym == "B")[0], np.where(sym == "H")[0]
-    bh = np.sort(d[np.ix_(b, h)], axis=1)[:, :4]  # the 4 H of each BH4
-    assert bh.min() >= 1.20 and bh.max() <= 1.24, f"B-H {bh.min():.3f}-{bh.max():.3f} A"
-    hh = d[np.ix_(h, h)][np.triu_indices(len(h), 1)]
-    assert hh.min() >= 1.5, f"shortest H-H {hh.min():.3f} A"
+    lp = P.load_potential(name, exact_dgl=True)
+    assert lp.exact_dgl and P.uses_exact_dgl(lp.potential)
+    assert not P.uses_exact_dgl(P.load_potential(name).potential)  # default instance untouched
+    for sname, ref in results[name].items():
+        de, df, ds = _residuals(lp, ref, frames[sname])
+        assert de <= 0.02 and df <= 1e-3 and ds <= 1e-5, (sname, de, df, ds)
+    with pytest.raises(SuperionError, match="exact_dgl"):
+        P.load_potential(name, legacy=False, exact_dgl=True, self_check=False)
+
+
+def test_default_legacy_mode_is_conservative_exact_dgl_is_not(parity):
+    """Energy change along a path must equal the work of the forces (trapezoid rule).
+
+    The default legacy evaluation is smooth; the DGL-exact one jumps when a bond crosses the
+    4 A three-body cutoff, which is why it is not the default for MD.
+    """
+    _, frames = parity
+    a0 = frames["NaBH4"]
+    direction = np.random.default_rng(0).normal(size=(len(a0), 3))
+    direction /= np.linalg.norm(direction)
+    steps = np.linspace(0.0, 0.6, 31)  # A, collective displacement
+    worst = {}
+    for exact in (False, True):
+        lp = P.load_potential(NABH, exact_dgl=exact)
+        es, fs = [], []
+        for t in steps:
+            b = a0.copy()
+            b.positions += t * direction
+            e, f, _ = lp.evaluate(b)
+            es.append(e)
+            fs.append(f)
+        fs = np.asarray(fs)
+        work = -((fs[1:] + fs[:-1]) / 2 * direction).sum(axis=(1, 2)) * (steps[1] - steps[0])
+        worst[exact] = float(np.abs(np.diff(es) - work).max())
+    assert worst[False] < 3e-4, worst  # eV per 0.02 A step: smooth
+    assert worst[True] > 1e-3, worst  # a visible jump somewhere along the path
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_check_and_list(shared_dir, capsys, tmp_path):
+    from superion.cli import main
+
+    assert main(["potential", "check", NABH, "--reference", str(shared_dir / "parity"), "--device", "cpu",
+                 "--json", str(tmp_path / "check.json")]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "oNBH" in out and "Li2S" not in out
+    rows = json.loads((tmp_path / "check.json").read_text())["rows"]
+    assert {r["structure"] for r in rows} == {"NaBH4", "Na2B12H12", "oNBH"} and all(r["ok"] for r in rows)
+    # the unpatched evaluation is caught: non-zero exit, rows marked FAIL
+    assert main(["potential", "check", MP, "--aggregation", "current",
+                 "--reference", str(shared_dir / "parity")]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert main(["potential", "check", NABH, "--reference", str(tmp_path)]) == 2
+    assert "reference.json" in capsys.readouterr().err
+
+    assert main(["potential", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in MODELS:
+        line = next(x for x in out.splitlines() if x.startswith(name))
+        entry = P.known_models_table()["models"][name]
+        assert "legacy" in line and entry["state_sha256"][:12] in line and "not found" not in line

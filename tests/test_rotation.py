@@ -8,7 +8,7 @@ import pytest
 from superion.clusters import ClusterLabels
 from superion.errors import SuperionError
 from superion.kernels import as_c64, rotation_displacement_norms
-from superion.rotation import analyze_rotation, autocorr_fft
+from superion.rotation import analyze_rotation, autocorr_fft, orientational_correlation
 from superion.unwrap import ArrayTrajectory, to_fractional
 
 TETRA = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
@@ -47,6 +47,19 @@ def test_autocorr_and_norm_kernel_match_numpy():
     out = np.empty(5)
     rotation_displacement_norms(rel, 7, out)
     assert np.allclose(out, np.linalg.norm(rel[:, :, 7:] - rel[:, :, :-7], axis=1).mean(axis=1))
+
+
+def test_orientational_correlation_matches_direct_average():
+    rng = np.random.default_rng(36)
+    u = rng.standard_normal((5, 3, 40))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    T = u.shape[2]
+    dots = [np.einsum("skt,skt->st", u[:, :, m:], u[:, :, : T - m]) for m in range(T)]
+    c1_ref = np.array([d.mean() for d in dots])
+    c2_ref = np.array([(1.5 * d**2 - 0.5).mean() for d in dots])
+    for max_bytes in (1e9, 1.0):  # all at once, and one vector per batch
+        c1, c2 = orientational_correlation(u, max_bytes=max_bytes)
+        assert np.allclose(c1, c1_ref) and np.allclose(c2, c2_ref)
 
 
 def test_rotational_diffusion_recovers_c1_c2_times():
@@ -95,6 +108,10 @@ def test_rigid_rotor_speed_matches_formula():
     expected = np.sum(2 * rho * np.sin(omega * tau / 2)) / (n * 5 * R * tau)  # B at the centre adds 0
     assert res["BH4"]["rotation_lag_ps"] == pytest.approx(1.0)
     assert res["BH4"]["rotation_speed_rad_ps"] == pytest.approx(expected, rel=1e-6)
+    # each H turns by the angle θ with cos θ = cos²α + sin²α cos(ωτ) (α: angle to the axis)
+    cos_a = base[..., 2]
+    turn = np.degrees(np.arccos(np.clip(cos_a**2 + (1 - cos_a**2) * np.cos(omega * tau), -1, 1)))
+    assert res["BH4"]["mean_jump_angle_deg"] == pytest.approx(turn.mean(), rel=1e-6)
 
 
 def test_frozen_clusters_report_no_tau_with_flag():

@@ -151,8 +151,9 @@ def test_ase_reader(tmp_path, suffix):
         np.testing.assert_allclose(tr.times_fs, [0, 5, 10, 15])
         np.testing.assert_allclose(tr.positions(slice(1, 3), [0]), np.array([f.positions[[0]] for f in frames[1:3]]))
         np.testing.assert_allclose(tr.cells([3, 0]), np.array([frames[3].cell.array, frames[0].cell.array]))
-    with open_trajectory(path, wrapped=False) as tr:
+    with open_trajectory(path, wrapped=False, frame_interval_fs=1.5) as tr:
         assert tr.wrapped is False
+        np.testing.assert_allclose(tr.times_fs, [0, 1.5, 3, 4.5])  # explicit interval wins
 
 
 def test_ase_reader_needs_times(tmp_path):

@@ -432,11 +432,32 @@ def space_group(atoms, symprec: float = 0.1) -> str:
     """Space-group symbol and number found by spglib, e.g. ``"Cmc2_1 (36)"``."""
     import spglib
 
+    import warnings
+
     cell = (np.asarray(atoms.cell), atoms.get_scaled_positions(), atoms.get_atomic_numbers())
-    ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    with warnings.catch_warnings():  # spglib 2.x warns about its legacy error handling
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
     if ds is None:
         return "P1 (1)"
     return f"{ds.international} ({ds.number})"
+
+
+def align_to_reference(atoms, reference: Sequence[float] | None):
+    """Permute the axes of an orthogonal cell so that a, b, c best match ``reference`` (Å).
+
+    Symmetry-equivalent candidates differ by which axis is unique (e.g. the tetragonal axis of
+    an ordering in a cubic cell); this puts it where the experimental setting has it. Returns a
+    new Atoms (the input if the cell is not orthogonal or no reference is given).
+    """
+    from ase.geometry import permute_axes
+
+    if reference is None or not np.allclose(atoms.cell.cellpar()[3:], 90.0, atol=1.0):
+        return atoms
+    ref = np.asarray(reference, float)[:3]
+    best = min(itertools.permutations(range(3)),
+               key=lambda p: (float(np.sum((atoms.cell.lengths()[list(p)] - ref) ** 2)), p))
+    return permute_axes(atoms, list(best)) if list(best) != [0, 1, 2] else atoms
 
 
 def lattice_report(atoms, reference: Sequence[float] | None = None) -> dict:
@@ -592,7 +613,7 @@ def _rotation_from(spec: dict | None) -> np.ndarray:
     """Rotation matrix from a recipe spec: {axis, angle_deg} | {euler_deg, seq} | {matrix} | None."""
     from superion.templates import axis_rotation, euler_rotation
 
-    if not spec:
+    if not spec or spec.get("identity"):
         return np.eye(3)
     if "matrix" in spec:
         return np.asarray(spec["matrix"], float)
@@ -616,11 +637,14 @@ def orientation_choices(entry: dict, rng: np.random.Generator) -> list[tuple[str
         axis = spec.get("axis", [0, 0, 1])
         for ang in spec["angles_deg"]:
             out.append((f"{ang:g}", axis_rotation(axis, float(ang)) @ base))
+    if "list" in spec:
+        for k, sub in enumerate(spec["list"]):
+            out.append((sub.get("label", f"l{k}"), _rotation_from(sub) @ base))
     if "random" in spec:
         for k in range(int(spec["random"])):
             out.append((f"r{k}", random_rotation(rng) @ base))
     if not out:
-        raise SuperionError(f"orientations {spec} needs 'angles_deg' (with 'axis') or 'random'")
+        raise SuperionError(f"orientations {spec} needs 'angles_deg' (with 'axis'), 'list' or 'random'")
     return out
 
 
@@ -767,10 +791,18 @@ def build_candidates(recipe: dict) -> list[dict]:
                           "cation_origin": conf["origin"], "ewald_eV": conf["ewald_eV"],
                           "cation_site_labels": conf["site_labels"],
                           "soft_penalty_A2": pen, "overlap_A2": soft, "atoms": atoms})
-    # rank: Ewald (eV) plus 1 eV/Å² of overlap; both favour physically plausible packings
+    # score: Ewald (eV) plus 1 eV/Å² of residual overlap. Orientations barely change the Ewald
+    # energy of centre charges, so order round-robin over cation arrangements (best orientation
+    # of each arrangement first, arrangements by Ewald energy) to keep the short list diverse.
     for c in cands:
-        c["score"] = c["ewald_eV"] + c["overlap_A2"]
-    cands.sort(key=lambda c: (round(c["score"], 6), c["id"]))
+        c["score"] = c["ewald_eV"] + c["overlap_A2"] + c["soft_penalty_A2"]
+    groups: dict[str, list[dict]] = {}
+    for c in sorted(cands, key=lambda c: (round(c["score"], 6), c["id"])):
+        groups.setdefault(f"{round(c['ewald_eV'], 3)}", []).append(c)
+    for g in groups.values():
+        for r, c in enumerate(g):
+            c["rank_in_group"] = r
+    cands.sort(key=lambda c: (c["rank_in_group"], round(c["score"], 6), c["id"]))
     return cands
 
 
@@ -804,7 +836,16 @@ def screen(recipe: dict, calc, *, log=print, limit: dict | None = None) -> dict:
     sp = sorted(cands[:n_sp], key=lambda c: c["single_point_eV_atom"])
     log(f"single points: best {sp[0]['single_point_eV_atom']:.5f} eV/atom ({sp[0]['id']})")
     fc = scr.get("fixed_cell", {"n": 6, "fmax": 0.1, "max_steps": 100})
-    for c in sp[: int(fc.get("n", 6))]:
+    # symmetry-equivalent candidates (e.g. mirror-image cation arrangements) have the same
+    # single-point energy: relax only one of each
+    distinct: list[dict] = []
+    for c in sp:
+        if all(abs(c["single_point_eV_atom"] - d["single_point_eV_atom"]) > 2e-5 for d in distinct):
+            distinct.append(c)
+        else:
+            c["duplicate_of"] = next(d["id"] for d in distinct
+                                     if abs(c["single_point_eV_atom"] - d["single_point_eV_atom"]) <= 2e-5)
+    for c in distinct[: int(fc.get("n", 6))]:
         a, conv, steps, e = _relax(c["atoms"], calc, fmax=fc.get("fmax", 0.1), max_steps=fc.get("max_steps", 100),
                                    relax_cell=False)
         c.update(fixed_cell_eV_atom=e, fixed_cell_steps=steps, fixed_cell_atoms=a)
@@ -827,6 +868,20 @@ def screen(recipe: dict, calc, *, log=print, limit: dict | None = None) -> dict:
     dev = float(scr.get("max_lattice_dev_pct", 100.0))
     close = [c for c in full if "deviation_pct" not in c["lattice"] or max(map(abs, c["lattice"]["deviation_pct"])) <= dev]
     best = min(close or full, key=lambda c: c["full_eV_atom"])
+    for c in full:
+        c["full_atoms"] = align_to_reference(c["full_atoms"], ref)
+        c["lattice"] = lattice_report(c["full_atoms"], ref)
+    pol = scr.get("polish")
+    if pol:
+        # FrechetCellFilter divides the virial by N atoms, so fmax 0.05 eV/Å leaves up to ~0.5–1 GPa
+        # of stress (~1 % in the lattice); a tighter final pass on the chosen model fixes the cell
+        a, conv, steps, e = _relax(best["full_atoms"], calc, fmax=pol.get("fmax", 0.01),
+                                   max_steps=pol.get("max_steps", 300), relax_cell=True)
+        a = align_to_reference(a, ref)
+        best.update(polish_eV_atom=e, polish_steps=steps, full_converged=conv, full_atoms=a,
+                    full_eV_atom=e, lattice=lattice_report(a, ref), space_group=space_group(a, 0.1))
+        log(f"  polish {best['id']}: {e:.5f} eV/atom, conv={conv} ({steps} steps), lattice "
+            f"{best['lattice'].get('deviation_pct')}, {best['space_group']}")
     record = {
         "name": recipe["name"],
         "n_candidates": len(cands),
@@ -844,8 +899,8 @@ def screen(recipe: dict, calc, *, log=print, limit: dict | None = None) -> dict:
 
 def _cand_record(c: dict) -> dict:
     keys = ("id", "frame", "cation_config", "cation_origin", "cation_site_labels", "ewald_eV", "soft_penalty_A2",
-            "overlap_A2", "score", "single_point_eV_atom", "fixed_cell_eV_atom", "fixed_cell_steps", "full_eV_atom",
-            "full_steps", "full_converged", "lattice", "space_group", "geometry_ok", "geometry_problems")
+            "overlap_A2", "score", "single_point_eV_atom", "duplicate_of", "fixed_cell_eV_atom", "fixed_cell_steps", "full_eV_atom",
+            "full_steps", "full_converged", "polish_eV_atom", "polish_steps", "lattice", "rank_in_group", "space_group", "geometry_ok", "geometry_problems")
     out = {k: c[k] for k in keys if k in c}
     for k, v in out.items():
         if isinstance(v, (float, np.floating)):
@@ -886,7 +941,8 @@ def run_recipe(recipe_path: str | Path, out: str | Path, *, device: str = "cpu",
         f"BUILT APPROXIMANT (not experimental data): superion {__version__} `superion build {Path(recipe_path).name}` "
         f"(seed {recipe['seed']}), {record['n_candidates']} candidates screened",
         f"chosen candidate {record['chosen']}; relaxed with {recipe['potential']} (FIRE + FrechetCellFilter, "
-        f"fmax {recipe['screen'].get('full', {}).get('fmax', 0.05)} eV/A, converged={record['chosen_converged']})",
+        f"fmax {(recipe['screen'].get('polish') or recipe['screen'].get('full', {})).get('fmax', 0.05)} eV/A, "
+        f"converged={record['chosen_converged']})",
         f"E = {record['chosen_energy_eV_atom']:.5f} eV/atom; a, b, c = {lat['a_A']:.4f}, {lat['b_A']:.4f}, {lat['c_A']:.4f} A"
         + (f"; deviation from reference {lat['deviation_pct']} %" if "deviation_pct" in lat else ""),
         f"space group of the relaxed model: {record['chosen_space_group']} (spglib, symprec 0.1 A)",

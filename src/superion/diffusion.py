@@ -14,7 +14,9 @@ Conventions (see ../shared/docs/science.md):
 - Nernst–Einstein σ = n (Ze)² D / (k_B T), n = n_ions / ⟨V⟩ with ⟨V⟩ the mean volume over frames
   (NPT), SI throughout, reported in mS/cm (1 S/m = 10 mS/cm).
 - Collective (charge) diffusivity D_σ = slope / 6 of MSD(Σ_i Δr_i) / n_ions; σ_collective uses
-  D_σ; Haven ratio H = D / D_σ.
+  D_σ; Haven ratio H = D / D_σ. The centre-of-charge MSD is one series per run (no averaging
+  over ions), so D_σ is far noisier than D: its stderr comes from the spread over 8 consecutive
+  time blocks (see :func:`collective_block_stderr`) and is propagated into H.
 - Active ion: its own squared displacement from its start (drift-corrected) reaches
   ``threshold_A2`` at any time of the run (max over time). Fraction = n_active / normalization
   (default: number of ions of the species).
@@ -167,12 +169,16 @@ def analyze_displacements(
     d_dir = np.array([ols_fit(t, res.per_dir[window, k])[0] / 2.0 * A2_PS_TO_CM2_S for k in range(3)])
     slope_c, _, _ = ols_fit(t, res.collective[window])
     D_sigma = slope_c / 6.0 * A2_PS_TO_CM2_S
+    D_sigma_se, n_blocks = collective_block_stderr(disp_A, dt_ps, start_ps / duration_ps, end_ps / duration_ps)
 
     volume = float(np.mean(volumes_A3))
     sigma = float(nernst_einstein_mS_cm(D, n_ions, volume, temperature_K, z))
     sigma_se = float(nernst_einstein_mS_cm(stderr, n_ions, volume, temperature_K, z)) if np.isfinite(stderr) else None
     sigma_c = float(nernst_einstein_mS_cm(D_sigma, n_ions, volume, temperature_K, z))
     haven = D / D_sigma if D_sigma > 0 and D > 0 else None
+    haven_se = None
+    if haven is not None and D_sigma_se is not None and np.isfinite(stderr):
+        haven_se = haven * float(np.hypot(stderr / D, D_sigma_se / D_sigma))
 
     msq = np.zeros(n_ions)
     max_sq_disp(as_c64(disp_A), msq)
@@ -195,6 +201,8 @@ def analyze_displacements(
         warnings.append("one mobile ion: no ion-to-ion spread, stderr unavailable")
     if haven is None:
         warnings.append("collective MSD slope or D not positive: Haven ratio undefined")
+    elif haven_se is not None and haven_se > 0.5 * haven:
+        warnings.append(f"Haven ratio {haven:.2g} +- {haven_se:.1g}: the centre-of-charge MSD is a single noisy series; run longer")
 
     summary = {
         "species": species,
@@ -210,6 +218,8 @@ def analyze_displacements(
         "fit_start_ps": float(t[0]),
         "fit_end_ps": float(t[-1]),
         "fit_points": int(len(t)),
+        "fit_window_source": "user" if fit_start_ps is not None or fit_end_ps is not None else "default: 10-50 % of the duration",
+        "fit_method": "OLS line MSD = a + 6 D t over every lag in the window (all time origins, FFT)",
         "diffusivity_cm2_s": D,
         "diffusivity_stderr_cm2_s": stderr if np.isfinite(stderr) else None,
         "diffusivity_stderr_method": (
@@ -224,8 +234,14 @@ def analyze_displacements(
         "conductivity_stderr_mS_cm": sigma_se,
         "conductivity_method": "Nernst-Einstein with the mean volume over frames",
         "charge_diffusivity_cm2_s": D_sigma,
+        "charge_diffusivity_stderr_cm2_s": D_sigma_se,
+        "charge_diffusivity_stderr_method": (
+            f"std over {n_blocks} consecutive time blocks of the block estimates (same window fractions; "
+            "each block estimate has about the variance of the full-run estimate, checked on random walks)"
+        ) if D_sigma_se is not None else None,
         "conductivity_collective_mS_cm": sigma_c,
         "haven_ratio": haven,
+        "haven_ratio_stderr": haven_se,
         **active,
         "max_sq_disp_mean_A2": float(msq.mean()),
         "warnings": warnings,
@@ -240,6 +256,30 @@ def analyze_displacements(
         "per_ion_max_sq_disp_A2": msq,
     }
     return DiffusionResult(summary, curves)
+
+
+def collective_block_stderr(disp_A: np.ndarray, dt_ps: float, f0: float, f1: float, max_blocks: int = 8, min_block: int = 40):
+    """Rough stderr (cm²/s) of the collective diffusivity: the centre-of-charge MSD is one series
+    per run, so ions cannot be averaged; the run is cut into B consecutive blocks, each fitted
+    on the same fractions [f0, f1] of its own duration, and the spread of the block values
+    estimates the error of the full-run value. Returns (stderr or None, B)."""
+    from superion.msd import msd_fft
+
+    n, _, F = disp_A.shape
+    B = min(max_blocks, F // min_block)
+    if B < 3:
+        return None, 0
+    L = F // B
+    c = disp_A.sum(axis=0)
+    i0, i1 = int(np.ceil(f0 * (L - 1))), int(np.floor(f1 * (L - 1)))
+    if i1 - i0 + 1 < 3:
+        return None, 0
+    t = np.arange(i0, i1 + 1) * dt_ps
+    vals = []
+    for b in range(B):
+        m = msd_fft(c[:, b * L : (b + 1) * L]).sum(axis=0) / n
+        vals.append(ols_fit(t, m[i0 : i1 + 1])[0] / 6.0 * A2_PS_TO_CM2_S)
+    return float(np.std(vals, ddof=1)), B
 
 
 def analyze_trajectory(

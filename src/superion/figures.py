@@ -48,9 +48,9 @@ def _footnote(fig, rows: list[dict]) -> None:
     prod = sorted({r.get("production_ps") for r in rows if r.get("production_ps") is not None})
     notes = []
     if prod and min(prod) < 100:
-        notes.append(f"Short MD ({', '.join(f'{p:g}' for p in prod)} ps production): values are noisy.")
+        notes.append(f"Short MD ({', '.join(f'{p:g}' for p in prod)} ps): noisy.")
     if any(r.get("warnings") for r in rows):
-        notes.append("See the warnings column of summary.csv / diffusion.csv.")
+        notes.append("See warnings in summary.csv.")
     if notes:
         frac = min(0.3, 0.28 / fig.get_size_inches()[1])  # ~0.28 inch strip at the bottom
         engine = fig.get_layout_engine()
@@ -152,6 +152,9 @@ def _mass_series(summary: list[dict]) -> dict[tuple[str, str], list[dict]]:
     out = {}
     for system, rows in by_sys.items():
         refs = [r for r in rows if r["mass_series"] == "ref"]
+        if all(r["mass_series"] == "ref" for r in rows):  # unscaled only: one point at factor 1
+            out[(system, "unscaled")] = rows
+            continue
         for series in sorted({r["mass_series"] for r in rows if r["mass_series"] != "ref"}):
             rs = refs + [r for r in rows if r["mass_series"] == series]
             out[(system, series)] = sorted(rs, key=lambda r: r["mass_factor"])
@@ -167,7 +170,7 @@ def mass_scaling_figure(cfg: dict, summary: list[dict], runs: list[dict]):
     series = _mass_series(summary)
     if not series:
         for ax in axes:
-            _empty(ax, "no anion mass scaling in this sweep")
+            _empty(ax, "no results")
         _footnote(fig, summary)
         return fig
     colors = _colors(len(series))
@@ -223,8 +226,6 @@ def rotation_figure(cfg: dict, summary: list[dict], runs: list[dict]):
         _footnote(fig, summary)
         return fig
     series = _mass_series(summary)
-    if not series:  # no mass scaling: each row is its own series at factor 1
-        series = {(str(r["system"]), "ref"): [r] for r in summary}
     colors = _colors(len(series))
     for ax, ctype in zip(axes, ctypes):
         keys = sorted([k for k, (c, _) in cols.items() if c == ctype], key=lambda k: cols[k][1])
@@ -270,7 +271,8 @@ def msd_figure(cfg: dict, summary: list[dict], runs: list[dict]):
                 t, msd = np.asarray(z["lag_ps"]), np.asarray(z["msd_A2"])
             ax.plot(t, msd, color=color, lw=1.2, label=f"{r['temperature_K']:g} K")
         thr = rows[0].get("active_threshold_A2") if rows else None
-        if thr:
+        top = max((line.get_ydata().max() for line in ax.get_lines()), default=0.0)
+        if thr and top > thr / 3:
             ax.axhline(thr, color="0.5", ls=":", lw=0.8, label=f"active threshold {thr:g} Å²")
         ax.set_title(_label(s))
         ax.set_xlabel("lag time (ps)")
@@ -306,7 +308,7 @@ def density_figure(cfg: dict, summary: list[dict], runs: list[dict]):
         proj = data.sum(axis=2)
         cell = atoms.cell.cellpar()
         im = ax.imshow(proj.T, origin="lower", extent=(0, cell[0], 0, cell[1]), cmap="magma", aspect="equal")
-        fig.colorbar(im, ax=ax, shrink=0.8, label="density (arb., sum along c)")
+        fig.colorbar(im, ax=ax, shrink=0.8, label="density summed along c (ions/Å³)")
         r0 = best[0]
         ax.set_title(f"{r0.get('label') or system}, {r0['temperature_K']:g} K")
         ax.set_xlabel("a (Å)")

@@ -122,7 +122,6 @@ def check_geometry(atoms, expected_counts: dict[str, int] | None = None, *, cuto
     from superion.clusters import BOND_CUTOFFS_A
 
     cut = {**BOND_CUTOFFS_A, **{(b, a): r for (a, b), r in BOND_CUTOFFS_A.items()}}
-    pair_names = np.array(["-".join(_key(a, b)) for a, b in zip(symbols[i], symbols[j])]) if len(i) else np.array([])
     bonded = same & np.array([d_ < cut.get((a, b), 0.0) for a, b, d_ in zip(symbols[i], symbols[j], d)], bool)
     bond_counts: dict[int, Counter] = {k: Counter() for k in range(labels.n_clusters)}
     for a, b, dd, c in zip(symbols[i][bonded], symbols[j][bonded], d[bonded], cid[i][bonded]):
@@ -155,7 +154,6 @@ def check_geometry(atoms, expected_counts: dict[str, int] | None = None, *, cuto
             rep.problems.append(f"{name} {what} {rep.min_distances_A[name]:.3f} Å < {dmin} Å")
     rep.min_distances_A = {k: round(v, 4) for k, v in sorted(rep.min_distances_A.items())}
     rep.bond_ranges_A = {k: [round(v[0], 4), round(v[1], 4)] for k, v in sorted(rep.bond_ranges_A.items())}
-    del pair_names
 
     # 4. counts and charge balance
     if expected_counts is not None:

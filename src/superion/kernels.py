@@ -15,26 +15,93 @@ from numba import njit
 
 
 @njit(cache=True)
-def unwrap_frac_chunk(frac, cells, prev, acc, out):  # pragma: no cover - compiled
+def unwrap_chunk(pos, cells, inv_cells, prev, acc, out):  # pragma: no cover - compiled
     """Unwrap one chunk of frames frame to frame in fractional coordinates (NPT-safe).
 
-    frac: (f, n, 3) fractional positions (any image); cells: (f, 3, 3) Å, rows = lattice
-    vectors; prev: (n, 3) fractional positions of the frame before this chunk (updated);
-    acc: (n, 3) accumulated unwrapped fractional positions (updated);
+    pos: (f, n, 3) Cartesian positions in Å (any image); cells, inv_cells: (f, 3, 3), rows =
+    lattice vectors, and their inverses; prev: (n, 3) fractional positions of the frame before
+    this chunk (updated); acc: (n, 3) accumulated unwrapped fractional positions (updated);
     out: (f, n, 3) unwrapped Cartesian positions in Å (acc of each frame times its own cell).
-    The caller starts with ``prev = acc = frac[0]`` so the first frame maps onto itself.
+    The caller starts with ``prev = acc = s[0]`` so the first frame maps onto itself.
     """
-    f, n = frac.shape[0], frac.shape[1]
+    f, n = pos.shape[0], pos.shape[1]
+    s = np.empty(3)
     for t in range(f):
         for i in range(n):
             for k in range(3):
-                d = frac[t, i, k] - prev[i, k]
+                s[k] = pos[t, i, 0] * inv_cells[t, 0, k] + pos[t, i, 1] * inv_cells[t, 1, k] + pos[t, i, 2] * inv_cells[t, 2, k]
+            for k in range(3):
+                d = s[k] - prev[i, k]
                 # minimum image of the one-frame step: an atom never moves half a cell per frame
                 d -= math.floor(d + 0.5)
                 acc[i, k] += d
-                prev[i, k] = frac[t, i, k]
+                prev[i, k] = s[k]
             for k in range(3):
                 out[t, i, k] = acc[i, 0] * cells[t, 0, k] + acc[i, 1] * cells[t, 1, k] + acc[i, 2] * cells[t, 2, k]
+
+
+@njit(cache=True)
+def collect_chunk(pos, cells, inv_cells, do_unwrap, prev, acc, weights, mobile, framework,
+                  first_mob, first_fw, com0, t0, out_mob, out_com, max_fw):  # pragma: no cover - compiled
+    """Fused pass over one chunk of frames: unwrap, reference centre of mass, mobile-ion
+    displacements (time last), largest framework excursion. One read of every atom per frame.
+
+    pos: (f, n, 3) Å; cells/inv_cells: (f, 3, 3); do_unwrap: positions may jump across the
+    cell (else they are continuous already); prev/acc: (n, 3) fractional unwrapping state (see
+    :func:`unwrap_chunk`); weights: (n,) COM weights (sum 1, zeros outside the reference;
+    all zeros = no drift correction); mobile, framework: atom indices; first_mob/first_fw:
+    their positions at frame 0; com0: (3,) reference COM at frame 0; t0: index of the chunk's
+    first frame in the whole run; out_mob: (n_mob, 3, F) displacement from the start minus
+    the COM drift (written at t0 + t); out_com: (f, 3) COM per frame. Returns the running
+    maximum of |framework displacement − COM drift| (Å), starting from max_fw.
+    """
+    f, n = pos.shape[0], pos.shape[1]
+    buf = np.empty((n, 3))
+    s = np.empty(3)
+    best = max_fw * max_fw
+    for t in range(f):
+        cx = 0.0
+        cy = 0.0
+        cz = 0.0
+        for i in range(n):
+            if do_unwrap:
+                for k in range(3):
+                    s[k] = pos[t, i, 0] * inv_cells[t, 0, k] + pos[t, i, 1] * inv_cells[t, 1, k] + pos[t, i, 2] * inv_cells[t, 2, k]
+                for k in range(3):
+                    d = s[k] - prev[i, k]
+                    d -= math.floor(d + 0.5)
+                    acc[i, k] += d
+                    prev[i, k] = s[k]
+                for k in range(3):
+                    buf[i, k] = acc[i, 0] * cells[t, 0, k] + acc[i, 1] * cells[t, 1, k] + acc[i, 2] * cells[t, 2, k]
+            else:
+                for k in range(3):
+                    buf[i, k] = pos[t, i, k]
+            w = weights[i]
+            if w != 0.0:
+                cx += w * buf[i, 0]
+                cy += w * buf[i, 1]
+                cz += w * buf[i, 2]
+        out_com[t, 0] = cx
+        out_com[t, 1] = cy
+        out_com[t, 2] = cz
+        sx = cx - com0[0]
+        sy = cy - com0[1]
+        sz = cz - com0[2]
+        for a in range(mobile.shape[0]):
+            i = mobile[a]
+            out_mob[a, 0, t0 + t] = buf[i, 0] - first_mob[a, 0] - sx
+            out_mob[a, 1, t0 + t] = buf[i, 1] - first_mob[a, 1] - sy
+            out_mob[a, 2, t0 + t] = buf[i, 2] - first_mob[a, 2] - sz
+        for a in range(framework.shape[0]):
+            i = framework[a]
+            dx = buf[i, 0] - first_fw[a, 0] - sx
+            dy = buf[i, 1] - first_fw[a, 1] - sy
+            dz = buf[i, 2] - first_fw[a, 2] - sz
+            v = dx * dx + dy * dy + dz * dz
+            if v > best:
+                best = v
+    return math.sqrt(best)
 
 
 @njit(cache=True)

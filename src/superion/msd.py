@@ -16,7 +16,7 @@ import numpy as np
 
 from superion.kernels import as_c64, msd_s1
 
-DEFAULT_MAX_BYTES = 256_000_000
+DEFAULT_MAX_BYTES = 128_000_000
 
 
 def msd_fft(x: np.ndarray) -> np.ndarray:

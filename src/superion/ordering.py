@@ -176,12 +176,13 @@ def order_structure(
         for k, ctype in enumerate(labels.types):
             members = labels.members(k)
             symbols = [sub[int(m)].specie.symbol for m in members]
-            q_table = [_charge(s, table) for s in symbols]
             total = CLUSTER_CHARGE.get(ctype)
             if total is None:
-                total = float(sum(q_table))
+                total = float(sum(_charge(s, table) for s in symbols))
                 warn.append(f"unknown cluster {ctype}: charge {total:+g} from the element table")
-            per_atom = q_table if abs(sum(q_table) - total) < 1e-6 else [total / len(members)] * len(members)
+            q_table = [table.get(s) for s in symbols]
+            consistent = None not in q_table and abs(sum(q_table) - total) < 1e-6
+            per_atom = q_table if consistent else [total / len(members)] * len(members)
             for m, q in zip(members, per_atom):
                 charges[ordered_idx[int(m)]] = q
     max_cut = max(BOND_CUTOFFS_A.values())

@@ -6,6 +6,9 @@ matgl >= 3.0 scatters them onto the *source* atom. Weights load "strictly" eithe
 plain ``matgl.load_model`` silently gives wrong physics (0.04-2 eV/atom, up to 14 eV/A).
 Here every legacy model instance gets destination aggregation back on its own conv layers
 (no global monkeypatch), and a known-model fingerprint is checked at load time.
+matgl <= 2.2 also indexed the three-body term by pruned-bond position; ``exact_dgl=True``
+restores that too (bit-for-bit parity), but it is off by default because it makes the
+energy jump when bonds cross the 4 A three-body cutoff (docs/matgl-m3gnet-aggregation-bug.md).
 
 Units: energies eV, forces eV/A, stresses eV/A^3 in ASE sign (positive = tensile).
 """
@@ -142,11 +145,29 @@ def _conv_classes():
                 mess = self.node_update_func(inputs) * self.node_weight_func(rbf)
                 return scatter_add(mess, dst, dim_size=num_nodes, dim=0)
 
-        _LEGACY_CONV = LegacyM3GNetGraphConv
+        _LEGACY_CONV = _publish(LegacyM3GNetGraphConv)
     return M3GNetGraphConv, _LEGACY_CONV
 
 
 _LEGACY_CONV = None
+_LAZY_CLASSES = {"LegacyM3GNetGraphConv": lambda: _conv_classes()[1],
+                 "DGLExactM3GNet": lambda: _dgl_exact_classes()[0],
+                 "DGLExactThreeBodyInteractions": lambda: _dgl_exact_classes()[1]}
+
+
+def _publish(cls):
+    """Make a lazily built class importable as ``superion.potential.<name>`` (pickling)."""
+    cls.__module__ = __name__
+    cls.__qualname__ = cls.__name__
+    globals()[cls.__name__] = cls
+    return cls
+
+
+def __getattr__(name: str):
+    # PEP 562: build the matgl subclasses on first access, so importing this module stays cheap
+    if name in _LAZY_CLASSES:
+        return _LAZY_CLASSES[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _dgl_exact_classes():
@@ -194,7 +215,7 @@ def _dgl_exact_classes():
                     for tb in self.three_body_interactions:
                         tb.__dict__.pop("_superion_local_id", None)
 
-        _DGL_CLASSES = (DGLExactM3GNet, DGLExactThreeBodyInteractions)
+        _DGL_CLASSES = (_publish(DGLExactM3GNet), _publish(DGLExactThreeBodyInteractions))
     return _DGL_CLASSES
 
 
@@ -342,7 +363,7 @@ def resolve_model(name_or_path: str | os.PathLike, models_dir: str | os.PathLike
         missing = [f for f in MODEL_FILES if not (p / f).is_file()]
         raise SuperionError(f"'{s}' is not a matgl model folder (missing {', '.join(missing)}); "
                             "give a folder holding model.json, model.pt and state.pt")
-    if _looks_like_path(s):
+    if isinstance(name_or_path, os.PathLike) or _looks_like_path(s):
         raise SuperionError(f"model folder '{s}' does not exist; check the path or give a model name")
     searched.append(f"./{s}")
     for d in default_models_dirs(models_dir):
@@ -395,12 +416,20 @@ def _read_checkpoint(files: dict[str, Path], name: str):
     return pot, meta
 
 
+# Constructor arguments of old checkpoints that current matgl dropped and that do not affect
+# energies, forces or stresses (M3GNet-r2SCAN-NaBH's Potential carries calc_site_wise=False).
+_BENIGN_DROPPED = {"calc_site_wise"}
+
+
 def _accepted(cls, kwargs: dict, name: str) -> dict:
     params = inspect.signature(cls.__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return dict(kwargs)
     dropped = sorted(k for k in kwargs if k not in params)
-    if dropped:
+    if set(dropped) - _BENIGN_DROPPED:  # an unknown architecture flag could change the physics: say so
+        warnings.warn(f"model {name}: ignoring constructor argument(s) {dropped} that this matgl's "
+                      f"{cls.__name__} does not accept; run 'superion potential check' on it", UserWarning, stacklevel=3)
+    elif dropped:
         log.info("model %s: dropping constructor argument(s) %s unknown to %s", name, dropped, cls.__name__)
     return {k: v for k, v in kwargs.items() if k in params}
 
@@ -424,10 +453,12 @@ def _decide_legacy(sha: str, meta: dict, override: bool | None, name: str) -> tu
             major = int(re.match(r"\d+", str(ver)).group()) if re.match(r"\d+", str(ver)) else None
             if major is not None:
                 return major < 3, None, f"model.json metadata matgl_version={ver}"
+    differs = (f" (its state.pt differs from the verified '{name}', sha256 {sha[:12]})"
+               if name in known_models_table()["models"] else "")
     warnings.warn(
-        f"potential '{name}' is not a known checkpoint: assuming it was trained with current matgl "
+        f"potential '{name}' is not a known checkpoint{differs}: assuming it was trained with current matgl "
         "(source aggregation) and skipping the fingerprint self-check; if it was trained with matgl <= 2.2, "
-        "load it with legacy=True (config: potential_legacy: true)",
+        "load it with legacy=True ('superion potential check --aggregation legacy' to compare)",
         UserWarning,
         stacklevel=3,
     )
@@ -450,6 +481,15 @@ class LoadedPotential:
     legacy_reason: str = ""
     exact_dgl: bool = False
     self_check_result: dict | None = field(default=None, repr=False)
+
+    def record(self) -> dict:
+        """What to store in run metadata: identity, aggregation mode, versions."""
+        return {
+            "name": self.name, "known_as": self.known_as, "path": str(self.path) if self.path else None,
+            "sha256": self.sha256, "legacy_aggregation": self.legacy, "exact_dgl": self.exact_dgl,
+            "legacy_reason": self.legacy_reason, "device": self.device, "versions": installed_versions(),
+            "self_check": self.self_check_result,
+        }
 
     def check_elements(self, symbols: Iterable[str]) -> None:
         """SuperionError naming elements of ``symbols`` this potential was not trained on."""

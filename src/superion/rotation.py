@@ -12,6 +12,8 @@ mass scaling multiplies all atoms of a cluster by the same factor, so the centre
   whole curve speed(τ) is saved.
 - Orientational autocorrelation of the centre-to-vertex unit vectors u (vertex = H for
   boranes, S for PS4): C1(t) = ⟨u(0)·u(t)⟩, C2(t) = ⟨P2(u(0)·u(t))⟩ over all origins (FFT).
+- Distribution of the angle a vertex vector turns within the rotation lag (2° bins, saved
+  with the curves) and its mean.
 - Relaxation time: C(t) is fitted with A·exp(−(t/τ)^β) (stretched exponential; A < 1 absorbs
   the fast librational drop) on 0 < t ≤ half the duration. If C does not fall below 1/e in
   that window the time is not measured: ``c*_tau_ps`` is null, ``c*_decayed`` false and
@@ -27,7 +29,7 @@ from superion.errors import SuperionError
 
 VERTEX_ELEMENTS = ("H", "S", "O", "F", "Cl", "Br", "I")
 DEFAULT_ROTATION_LAG_PS = 1.0
-DEFAULT_MAX_BYTES = 256_000_000
+DEFAULT_MAX_BYTES = 512_000_000  # per group of clusters; each group is one pass over the file
 
 
 def vertex_element(symbols: list[str]) -> str | None:
@@ -50,20 +52,27 @@ def autocorr_fft(x: np.ndarray) -> np.ndarray:
     return c / (T - np.arange(T))
 
 
-def orientational_correlation(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """C1(t), C2(t) (each (T,)) averaged over unit-vector series u (s, 3, T)."""
+def orientational_correlation(u: np.ndarray, max_bytes: float = 64e6) -> tuple[np.ndarray, np.ndarray]:
+    """C1(t), C2(t) (each (T,)) averaged over unit-vector series u (s, 3, T).
+
+    Vectors are processed in batches whose FFT transients (~250 bytes × T per vector) stay
+    below ``max_bytes``.
+    """
     s, _, T = u.shape
-    c1 = autocorr_fft(u.reshape(s * 3, T)).reshape(s, 3, T).sum(axis=1).mean(axis=0)
+    batch = max(1, int(max_bytes // (250 * T)))
+    c1 = np.zeros(T)
+    cos2 = np.zeros(T)
+    pairs = [(k, l) for k in range(3) for l in range(k, 3)]
     # <(u0·ut)²> = Σ_kl <u_k u_l (0) u_k u_l (t)>: 3 diagonal + 3 off-diagonal (×2) products
-    prods, weights = [], []
-    for k in range(3):
-        for l in range(k, 3):
-            prods.append(u[:, k] * u[:, l])
-            weights.append(1.0 if k == l else 2.0)
-    p = np.stack(prods, axis=1)  # (s, 6, T)
-    cc = autocorr_fft(p.reshape(s * 6, T)).reshape(s, 6, T)
-    cos2 = np.tensordot(np.asarray(weights), cc, axes=([0], [1])).mean(axis=0)
-    return c1, 1.5 * cos2 - 0.5
+    weights = np.array([1.0 if k == l else 2.0 for k, l in pairs])
+    for a in range(0, s, batch):
+        ub = u[a : a + batch]
+        nb = ub.shape[0]
+        c1 += autocorr_fft(ub.reshape(nb * 3, T)).reshape(nb, 3, T).sum(axis=1).sum(axis=0)
+        p = np.stack([ub[:, k] * ub[:, l] for k, l in pairs], axis=1)  # (nb, 6, T)
+        cc = autocorr_fft(p.reshape(nb * 6, T)).reshape(nb, 6, T)
+        cos2 += np.tensordot(weights, cc, axes=([0], [1])).sum(axis=0)
+    return c1 / s, 1.5 * cos2 / s - 0.5
 
 
 def fit_relaxation(t_ps: np.ndarray, c: np.ndarray, t_max_ps: float) -> dict:
@@ -166,6 +175,10 @@ def rotation_of_type(
     c1 = np.zeros(F)
     c2 = np.zeros(F)
     n_vertex_total = 0
+    # distribution of the angle turned by a vertex vector within the rotation lag
+    angle_edges = np.linspace(0.0, 180.0, 91)
+    angle_hist = np.zeros(90)
+    angle_sum, angle_n = 0.0, 0
     for g0 in range(0, len(clusters), group):
         cl = clusters[g0 : g0 + group]
         sel = np.isin(cluster_ids, cl)
@@ -192,6 +205,12 @@ def rotation_of_type(
             rotation_displacement_norms(rel, int(lag), buf)
             sum_norm[j] += buf.sum()
         u = rel[vmask] / norms_v[:, None, :]
+        cosang = np.clip(np.einsum("skt,skt->st", u[:, :, want:], u[:, :, :-want]), -1.0, 1.0)
+        ang = np.degrees(np.arccos(cosang))
+        angle_hist += np.histogram(ang, bins=angle_edges)[0]
+        angle_sum += float(ang.sum())
+        angle_n += ang.size
+        del cosang, ang
         a, b = orientational_correlation(u)
         c1 += a * u.shape[0]
         c2 += b * u.shape[0]
@@ -213,6 +232,7 @@ def rotation_of_type(
         "radius_A": R,
         "rotation_lag_ps": float(want * dt_ps),
         "rotation_speed_rad_ps": float(speed[j]),
+        "mean_jump_angle_deg": angle_sum / angle_n,
     }
     for name, f in (("c1", f1), ("c2", f2)):
         summary[f"{name}_tau_ps"] = f["tau_ps"]
@@ -227,7 +247,8 @@ def rotation_of_type(
             warnings.append(f"{name.upper()} stays above 1/e up to {t_max:.3g} ps: relaxation time > {t_max:.3g} ps (not measured)")
     summary["warnings"] = warnings
     stride = max(1, F // 10000)
-    curves = {"t_ps": t_ps[::stride], "c1": c1[::stride], "c2": c2[::stride], "speed_lag_ps": lags * dt_ps, "speed_rad_ps": speed}
+    curves = {"t_ps": t_ps[::stride], "c1": c1[::stride], "c2": c2[::stride], "speed_lag_ps": lags * dt_ps, "speed_rad_ps": speed,
+              "jump_angle_edges_deg": angle_edges, "jump_angle_probability": angle_hist / max(angle_hist.sum(), 1.0)}
     return summary, curves
 
 

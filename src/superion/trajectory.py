@@ -36,6 +36,7 @@ THERMO_NAME = "thermo.csv"
 CHECKPOINT_NAME = "checkpoint.npz"
 METADATA_NAME = "metadata.json"
 COMPLETE_NAME = "complete.json"
+_MAX_BUFFER_BYTES = 64 << 20
 
 THERMO_COLUMNS = (
     "step", "time_fs", "phase", "T_K", "P_bar", "volume_A3", "a_A", "b_A", "c_A",
@@ -45,17 +46,19 @@ THERMO_COLUMNS = (
 
 # --------------------------------------------------------------------------- writer
 class H5TrajectoryWriter:
-    """Append frames to an H5MD-style file; ``flush()`` makes everything so far durable."""
+    """Append frames to an H5MD-style file; ``flush()`` makes everything so far durable.
 
-    def __init__(self, path: str | os.PathLike, h5file) -> None:
+    Frames are buffered in memory and written by ``flush()`` (called at every checkpoint),
+    which opens the file, appends, flushes and closes it again: the HDF5 file is open only for
+    milliseconds per checkpoint, so a ``kill -9`` almost never hits an open file (HDF5 files
+    killed while open can be unreadable), and readers can look at a running simulation.
+    """
+
+    def __init__(self, path: str | os.PathLike, n_on_disk: int, velocities: bool) -> None:
         self.path = Path(path)
-        self._f = h5file
-        g = h5file["particles/all"]
-        self._pos = g["position/value"]
-        self._step = g["position/step"]
-        self._time = g["position/time"]
-        self._box = g["box/edges/value"]
-        self._vel = g["velocity/value"] if "velocity" in g else None
+        self._n_disk = n_on_disk
+        self._has_vel = velocities
+        self._buf: list[tuple] = []
 
     @classmethod
     def create(
@@ -130,54 +133,83 @@ class H5TrajectoryWriter:
         import h5py
 
         try:
-            f = h5py.File(path, "r+")
+            f = h5py.File(path, "r+", locking=False)
         except OSError as exc:
             raise SuperionError(
                 f"cannot reopen {path} to resume ({exc}); the file is damaged: delete the run directory and rerun"
             ) from None
-        w = cls(path, f)
-        have = w._pos.shape[0]
-        if have < keep_frames:
-            f.close()
-            raise SuperionError(
-                f"{path} holds {have} frames but the checkpoint expects {keep_frames}; "
-                "the run directory is inconsistent: delete it and rerun"
-            )
-        w._resize(keep_frames)
-        f.flush()
-        return w
+        with f:
+            g = f["particles/all"]
+            have = min(g["position/value"].shape[0], g["position/time"].shape[0], g["box/edges/value"].shape[0])
+            if have < keep_frames:
+                raise SuperionError(
+                    f"{path} holds {have} frames but the checkpoint expects {keep_frames}; "
+                    "the run directory is inconsistent: delete it and rerun"
+                )
+            _resize(g, keep_frames)
+            velocities = "velocity" in g
+        return cls(path, keep_frames, velocities)
 
     @property
     def n_frames(self) -> int:
-        return int(self._pos.shape[0])
-
-    def _resize(self, n: int) -> None:
-        self._step.resize((n,))
-        self._time.resize((n,))
-        self._pos.resize(n, axis=0)
-        self._box.resize(n, axis=0)
-        if self._vel is not None:
-            self._vel.resize(n, axis=0)
+        """Frames written so far (on disk plus buffered)."""
+        return self._n_disk + len(self._buf)
 
     def append(self, step: int, time_fs: float, positions_A: np.ndarray, cell_A: np.ndarray,
                velocities_A_fs: np.ndarray | None = None) -> None:
-        i = self.n_frames
-        self._resize(i + 1)
-        self._step[i] = step
-        self._time[i] = time_fs
-        self._pos[i] = positions_A
-        self._box[i] = cell_A
-        if self._vel is not None:
-            if velocities_A_fs is None:
-                raise ValueError("this trajectory stores velocities; pass velocities_A_fs")
-            self._vel[i] = velocities_A_fs
+        """Buffer one frame (copied); written at the next ``flush()``."""
+        if self._has_vel and velocities_A_fs is None:
+            raise ValueError("this trajectory stores velocities; pass velocities_A_fs")
+        self._buf.append((int(step), float(time_fs), np.array(positions_A, copy=True), np.array(cell_A, copy=True),
+                          None if not self._has_vel else np.array(velocities_A_fs, copy=True)))
+        # Bound memory for huge checkpoint intervals: writing early is safe, since a resume
+        # truncates the file to the frame count stored in the checkpoint anyway.
+        if len(self._buf) * self._buf[0][2].nbytes * (2 if self._has_vel else 1) > _MAX_BUFFER_BYTES:
+            self.flush()
 
     def flush(self) -> None:
-        self._f.flush()
+        """Write buffered frames and flush the file to the OS."""
+        if not self._buf:
+            return
+        import h5py
+
+        n0, k = self._n_disk, len(self._buf)
+        # locking=False: a user reading the running trajectory must not crash the simulation.
+        with h5py.File(self.path, "r+", locking=False) as f:
+            g = f["particles/all"]
+            _resize(g, n0 + k)
+            g["position/step"][n0:] = [b[0] for b in self._buf]
+            g["position/time"][n0:] = [b[1] for b in self._buf]
+            g["position/value"][n0:] = np.stack([b[2] for b in self._buf])
+            g["box/edges/value"][n0:] = np.stack([b[3] for b in self._buf])
+            if self._has_vel:
+                g["velocity/value"][n0:] = np.stack([b[4] for b in self._buf])
+            f.flush()
+        _fsync(self.path)  # the checkpoint written next must never point at frames a crash could lose
+        self._n_disk += k
+        self._buf.clear()
 
     def close(self) -> None:
-        if self._f.id.valid:
-            self._f.close()
+        """Write what is buffered (a failed run keeps its frames up to the failure)."""
+        self.flush()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _resize(g, n: int) -> None:
+    """Resize all per-frame datasets of ``particles/all`` to ``n`` frames (step/time are shared)."""
+    g["position/step"].resize((n,))
+    g["position/time"].resize((n,))
+    g["position/value"].resize(n, axis=0)
+    g["box/edges/value"].resize(n, axis=0)
+    if "velocity" in g:
+        g["velocity/value"].resize(n, axis=0)
 
 
 # --------------------------------------------------------------------------- thermo log
@@ -401,8 +433,8 @@ class H5TrajectoryReader(TrajectoryReader):
 class AseTrajectoryReader(TrajectoryReader):
     """Reader of ASE-readable files (.traj lazily; .extxyz and others loaded once).
 
-    Times come from ``atoms.info["time_fs"]`` (or ``"time"``, taken as fs), else from
-    ``frame_interval_fs``. Positions are assumed wrapped unless ``wrapped=False`` is passed or
+    Times: ``frame_interval_fs`` if given, else ``atoms.info["time_fs"]`` (or ``"time"``, taken
+    as fs), else an error. Positions are assumed wrapped unless ``wrapped=False`` is passed or
     the frames say ``info["wrapped"] = False`` (as ``superion export`` writes).
     """
 
@@ -443,17 +475,20 @@ class AseTrajectoryReader(TrajectoryReader):
         self.symbols = first.get_chemical_symbols()
         self.masses = np.asarray(first.get_masses(), dtype=float)
         times = [i.get("time_fs", i.get("time")) for i in infos]
-        if all(t is not None for t in times):
-            self.times_fs = np.asarray(times, dtype=float)
-        elif frame_interval_fs is not None:
+        if frame_interval_fs is not None:  # an explicit interval wins over stored times
             if not frame_interval_fs > 0:
                 raise SuperionError(f"frame_interval_fs must be > 0, got {frame_interval_fs}")
             self.times_fs = np.arange(len(infos), dtype=float) * float(frame_interval_fs)
+        elif all(t is not None for t in times):
+            self.times_fs = np.asarray(times, dtype=float)
         else:
             raise SuperionError(
                 f"{self.path} has no per-frame time (atoms.info 'time_fs'); give the frame interval "
                 "(frame_interval_fs / --frame-interval-fs)"
             )
+        steps = [i.get("step") for i in infos]
+        self.steps = (np.asarray(steps, dtype=np.int64) if all(x is not None for x in steps)
+                      else np.arange(len(infos), dtype=np.int64))
         if wrapped is None:
             wrapped = bool(first.info.get("wrapped", True))
         self.wrapped = wrapped
@@ -493,7 +528,8 @@ def open_trajectory(path: str | os.PathLike, frame_interval_fs: float | None = N
                     wrapped: bool | None = None) -> TrajectoryReader:
     """Open a run directory, a ``.h5`` trajectory, or any ASE-readable trajectory file.
 
-    ``frame_interval_fs`` is used only for ASE files without per-frame times; ``wrapped``
+    ``frame_interval_fs`` sets the frame times of ASE files (overriding stored times; ignored
+    for .h5 and run directories, whose times are exact); ``wrapped``
     overrides the wrapped/unwrapped guess for ASE files (superion .h5 is always unwrapped).
     """
     p = Path(path)

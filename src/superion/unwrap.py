@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from superion.errors import SuperionError
-from superion.kernels import as_c64, unwrap_frac_chunk
+from superion.kernels import as_c64, collect_chunk, unwrap_chunk
 
 DEFAULT_CHUNK_FRAMES = 2000
 
@@ -70,8 +70,7 @@ class ArrayTrajectory:
 
 def to_fractional(positions: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """Cartesian (f, n, 3) Å → fractional with each frame's cell (f, 3, 3)."""
-    inv = np.linalg.inv(cells)
-    return np.einsum("fnj,fjk->fnk", positions, inv)
+    return np.matmul(positions, np.linalg.inv(cells))
 
 
 def whole_shifts(frac0: np.ndarray, groups: np.ndarray | None, cell: np.ndarray | None = None) -> np.ndarray:
@@ -124,12 +123,13 @@ def iter_unwrapped(
         pos = np.asarray(traj.positions(frames, atoms), dtype=np.float64)
         cells = np.asarray(traj.cells(frames), dtype=np.float64)
         if traj.wrapped:
-            frac = as_c64(to_fractional(pos, cells))
+            pos = as_c64(pos)
             if prev is None:
-                prev = frac[0].copy()
-                acc = frac[0] + whole_shifts(frac[0], groups, cells[0])
-            out = np.empty_like(frac)
-            unwrap_frac_chunk(frac, as_c64(cells), prev, acc, out)
+                frac0 = to_fractional(pos[:1], cells[:1])[0]
+                prev = frac0.copy()
+                acc = frac0 + whole_shifts(frac0, groups, cells[0])
+            out = np.empty_like(pos)
+            unwrap_chunk(pos, as_c64(cells), as_c64(np.linalg.inv(cells)), prev, acc, out)
         else:
             if shifts is None:
                 shifts = whole_shifts(to_fractional(pos[:1], cells[:1])[0], groups, cells[0])
@@ -178,28 +178,30 @@ def collect_mobile(
     if drift not in ("framework", "system", "none"):
         raise SuperionError(f"unknown drift correction {drift!r}; use framework, system or none")
     ref = {"framework": framework, "system": np.arange(n_atoms), "none": None}[drift]
-    atoms = None if ref is not None else mobile
-    weights = None if ref is None else masses[ref] / masses[ref].sum()
+    # without a reference COM only the mobile ions need to be read
+    sel = None if ref is not None else mobile
+    n_sel = n_atoms if sel is None else mobile.size
+    weights = np.zeros(n_sel)
+    if ref is not None:
+        weights[ref] = masses[ref] / masses[ref].sum()
+    mob_idx = mobile if sel is None else np.arange(mobile.size)
+    fw_idx = framework if drift == "framework" else np.zeros(0, dtype=int)
 
     disp = np.empty((mobile.size, 3, n_frames), dtype=np.float64)
     com = np.zeros((n_frames, 3))
     volumes = np.empty(n_frames)
-    first = None
+    state = None
     max_fw = 0.0
-    first_fw = None
-    for frames, pos, cells in iter_unwrapped(traj, atoms, chunk_frames=chunk_frames):
+    for start in range(0, n_frames, chunk_frames):
+        frames = slice(start, min(start + chunk_frames, n_frames))
+        pos = as_c64(traj.positions(frames, sel))
+        cells = as_c64(traj.cells(frames))
         volumes[frames] = np.abs(np.linalg.det(cells))
-        mob = pos[:, mobile] if atoms is None else pos
-        if ref is not None:
-            com[frames] = np.einsum("fnk,n->fk", pos[:, ref], weights)
-        if first is None:
-            first = mob[0].copy()
-            com0 = com[0].copy()
-            if ref is not None and drift == "framework":
-                first_fw = pos[0, framework].copy()
-        if first_fw is not None:
-            fw = pos[:, framework] - first_fw - (com[frames] - com0)[:, None, :]
-            max_fw = max(max_fw, float(np.sqrt((fw**2).sum(-1)).max()))
-        disp[:, :, frames] = (mob - first - (com[frames] - com0)[:, None, :]).transpose(1, 2, 0)
-    drift_A = com - com[0]
-    return MobileDisplacements(disp, drift_A, volumes, drift, max_fw if first_fw is not None else None)
+        if state is None:  # frame 0: unwrapped = as read
+            frac0 = to_fractional(pos[:1], cells[:1])[0]
+            state = (frac0.copy(), frac0.copy(), pos[0, mob_idx].copy(), pos[0, fw_idx].copy(), weights @ pos[0])
+        prev, acc, first_mob, first_fw, com0 = state
+        max_fw = collect_chunk(pos, cells, as_c64(np.linalg.inv(cells)), bool(traj.wrapped), prev, acc, weights,
+                               mob_idx, fw_idx, first_mob, first_fw, com0, start, disp, com[frames], max_fw)
+    drift_A = com - com[0] if ref is not None else com
+    return MobileDisplacements(disp, drift_A, volumes, drift, max_fw if drift == "framework" else None)

@@ -12,7 +12,16 @@ def _fit_args(wc):
         args.append(f"--fit-start-ps {an['fit_start_ps']:g}")
     if an["fit_end_ps"] is not None:
         args.append(f"--fit-end-ps {an['fit_end_ps']:g}")
+    if an["active_normalization"] != "n_ions":
+        args.append(f"--active-normalization {an['active_normalization']}")
     return " ".join(args)
+
+
+def _opt(flag, key):
+    def f(wc):
+        v = sc.system_section(CFG, wc.system, "analysis").get(key)
+        return "" if v is None else f"{flag} {v:g}"
+    return f
 
 
 ANALYSIS = f"{RES}/" + sc.LAYOUT["analysis"]
@@ -43,14 +52,16 @@ rule rotation:
         f"{RES}/" + sc.LAYOUT["run"] + "/complete.json",
     output:
         json=f"{ANALYSIS}/rotation.json",
+        curves=f"{ANALYSIS}/rotation.npz",
     log:
         f"{LOGS}/rotation/{ALOG}.log",
     benchmark:
         f"{BENCH}/rotation/{ALOG}.tsv"
     params:
         run_dir=_run_dir,
+        lag=_opt("--rotation-lag-ps", "rotation_lag_ps"),
     shell:
-        "{SUPERION} analyze rotation {params.run_dir:q} --json {output.json:q} > {log:q} 2>&1"
+        "{SUPERION} analyze rotation {params.run_dir:q} --json {output.json:q} {params.lag} > {log:q} 2>&1"
 
 
 rule density:
@@ -65,8 +76,9 @@ rule density:
     params:
         run_dir=_run_dir,
         species=lambda wc: CFG["systems"][wc.system]["mobile_species"],
+        grid=_opt("--grid-spacing-A", "density_grid_spacing_A"),
     shell:
-        "{SUPERION} analyze density {params.run_dir:q} --species {params.species} --out {output.cube:q}"
+        "{SUPERION} analyze density {params.run_dir:q} --species {params.species} --out {output.cube:q} {params.grid}"
         " > {log:q} 2>&1"
 
 

@@ -6,8 +6,9 @@ def _all_analysis(name):
     return [run_path("analysis", r, name) for r in sc.runs(CFG)]
 
 
-def _density_inputs(wc):
-    return _all_analysis("density.cube") if CFG["analysis"]["density"] else []
+def _density_inputs():
+    runs = [r for r in sc.runs(CFG) if sc.system_section(CFG, r.system, "analysis")["density"]]
+    return [run_path("analysis", r, "density.cube") for r in runs]
 
 
 rule tables:
@@ -40,8 +41,8 @@ def _figure_inputs(kind):
     base = [CONFIG_JSON, rules.tables.output.summary, rules.tables.output.diffusion]
     if kind == "msd":
         base += _all_analysis("diffusion.npz")
-    if kind == "density" and CFG["analysis"]["density"]:
-        base += _all_analysis("density.cube")
+    if kind == "density":
+        base += _density_inputs()
     return base
 
 

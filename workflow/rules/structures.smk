@@ -8,6 +8,8 @@ def _prepare_args(wc):
         args += ["--supercell"] + [str(n) for n in sysc["supercell"]]
     elif "min_width_A" in sysc:
         args += ["--min-width-A", f"{sysc['min_width_A']:g}"]
+    else:  # neither: the unit cell (prepare's own default would be 10 A widths)
+        args += ["--supercell", "1", "1", "1"]
     args += ["--seed", str(sc.system_section(CFG, wc.system, "prepare")["seed"])]
     return " ".join(args)
 

@@ -196,8 +196,10 @@ def cmd_rotation(args: argparse.Namespace) -> int:
         getattr(traj, "close", lambda: None)()
     npz = _npz_beside(args.json)
     _write_npz(npz, curves)
-    out = {**results, "_meta": {"source": str(args.trajectory), "curves_file": npz.name, "superion_version": __version__}}
-    write_json(args.json, out)
+    # keyed by cluster type only (scripts iterate over it); provenance goes into each entry
+    for r in results.values():
+        r.update(source=str(args.trajectory), curves_file=npz.name, superion_version=__version__)
+    write_json(args.json, results)
     for ctype, r in results.items():
         c1 = r["c1_tau_ps"]
         c1s = f"{c1:.3g} ps" if c1 is not None else f"> {r['c1_tau_lower_bound_ps']:.3g} ps"

@@ -41,6 +41,8 @@ def register(subparsers) -> None:
                    help="stop (exit 3) when T exceeds this multiple of the target (default 3)")
     p.add_argument("--min-distance-A", type=float, default=0.5,
                    help="stop (exit 3) when two atoms come closer than this (A, default 0.5)")
+    p.add_argument("--legacy", default="auto", choices=("auto", "yes", "no"),
+                   help="M3GNet aggregation of models trained with matgl <= 2.2 (auto: decided from the checkpoint)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (fixed count = reproducible)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (created or resumed)")
@@ -73,8 +75,9 @@ def cmd_md(args: argparse.Namespace) -> int:
         save_velocities=args.save_velocities, trajectory_dtype=args.trajectory_dtype,
         max_temperature_factor=args.max_temperature_factor, min_distance_A=args.min_distance_A,
     ).validate()
+    legacy = {"auto": None, "yes": True, "no": False}[args.legacy]
     res = run_md(args.structure, args.out, settings, potential=args.potential, device=args.device,
-                 threads=args.threads)
+                 threads=args.threads, legacy=legacy)
     if res.status == "complete":
         print(f"superion md: {res.run_dir}: {res.steps_done} steps, {res.n_frames} frames, {res.wall_s:.1f} s")
     return 0
@@ -94,15 +97,18 @@ def export_extxyz(run_dir, out, every: int = 1, chunk: int = 256) -> int:
     from ase.io import write
 
     from superion.atomic import atomic_path
-    from superion.trajectory import COMPLETE_NAME, open_trajectory
+    from superion.trajectory import COMPLETE_NAME, TRAJECTORY_NAME, open_trajectory
 
     if every <= 0:
         raise SuperionError(f"--every {every}: give a positive integer")
     run = Path(run_dir)
-    if not run.is_dir():
-        raise SuperionError(f"run directory {run} not found")
+    if not (run / TRAJECTORY_NAME).is_file():
+        raise SuperionError(f"{run} is not a 'superion md' run directory (no {TRAJECTORY_NAME})")
     if not (run / COMPLETE_NAME).exists():
-        raise SuperionError(f"{run} is not a completed run (no {COMPLETE_NAME}); finish it with 'superion md' first")
+        # Still useful (e.g. to look at the frames before a guard stopped the run), but say so.
+        import sys
+
+        print(f"superion export: note: {run} is not complete; exporting the frames written so far", file=sys.stderr)
     n_written = 0
     with open_trajectory(run) as tr, atomic_path(out, suffix=".extxyz") as tmp, open(tmp, "w") as fh:
         idx = np.arange(0, tr.n_frames, every)

@@ -1,0 +1,126 @@
+"""End to end: the smoke config through the real `snakemake` (prepare -> relax -> MD -> analysis ->
+Arrhenius -> tables -> figures -> report), in a temporary working directory.
+
+Then: deleting figures and rerunning regenerates them without any MD job; a bad config stops
+before any job with one clear line.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+KINDS = ("arrhenius", "mass_scaling", "rotation", "msd", "density")
+
+
+def _snakemake(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
+
+
+def _tail(proc: subprocess.CompletedProcess, n: int = 60) -> str:
+    return "\n".join((proc.stdout + proc.stderr).splitlines()[-n:])
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, shared_dir):
+    """Run configs/smoke.yaml once for the module; return (workdir, results dir, process)."""
+    help_ = subprocess.run([sys.executable, "-m", "superion", "--help"], capture_output=True, text=True)
+    missing = [c for c in ("prepare", "relax", "md", "analyze") if c not in help_.stdout]
+    assert not missing, f"superion commands missing: {missing}"
+    work = tmp_path_factory.mktemp("smoke")
+    (work / "structures").symlink_to(REPO / "structures")
+    shutil.copy(REPO / "configs" / "smoke.yaml", work / "smoke.yaml")
+    proc = _snakemake(work, "--cores", "2", "--configfile", "smoke.yaml", "--rerun-incomplete")
+    assert proc.returncode == 0, _tail(proc)
+    return work, work / "results" / "smoke", proc
+
+
+def test_smoke_tables(smoke_run):
+    _, res, _ = smoke_run
+    runs = _rows(res / "diffusion.csv")
+    summary = _rows(res / "summary.csv")
+    assert len(runs) == 4  # 1 system x 2 mass settings x 2 temperatures x 1 seed
+    assert {(r["mass_setting"], float(r["temperature_K"])) for r in runs} == {
+        ("ref", 600.0), ("ref", 800.0), ("BH4x10", 600.0), ("BH4x10", 800.0)}
+    for r in runs:
+        assert int(float(r["n_ions"])) == 4  # Na4 B4 H16 cell
+        assert 150 < float(r["volume_A3"]) < 350  # 6.16 A cube = 234 A^3
+        assert math.isfinite(float(r["diffusivity_cm2_s"]))
+        assert 0.0 <= float(r["active_fraction"]) <= 1.0
+        assert float(r["BH4_rotation_speed_rad_ps"]) > 0
+        assert Path(res.parent.parent / r["msd_npz"]).is_file()
+    assert len(summary) == 2
+    by_mass = {r["mass_setting"]: r for r in summary}
+    assert by_mass["BH4x10"]["mass_series"] == "BH4" and float(by_mass["BH4x10"]["mass_factor"]) == 10
+    for r in summary:
+        assert r["temperatures_K"] == "600;800"
+        assert "short runs" in r["warnings"]
+        if r["sigma_300K_mS_cm"] and r["sigma_300K_ci95_low_mS_cm"]:
+            assert float(r["sigma_300K_ci95_low_mS_cm"]) <= float(r["sigma_300K_mS_cm"]) <= float(r["sigma_300K_ci95_high_mS_cm"])
+
+
+def test_smoke_figures_and_logs(smoke_run):
+    _, res, _ = smoke_run
+    for kind in KINDS:
+        for ext in ("pdf", "svg", "png"):
+            p = res / "figures" / f"{kind}.{ext}"
+            assert p.is_file() and p.stat().st_size > 1000, p
+    assert (res / "config.json").is_file()
+    assert list((res / "logs" / "md").rglob("*.log")) and list((res / "benchmarks" / "md").rglob("*.tsv"))
+    run_dir = res / "runs" / "NaBH4" / "ref" / "T600K" / "seed1"
+    assert (run_dir / "complete.json").is_file() and (run_dir / "trajectory.h5").is_file()
+
+
+def test_smoke_figures_regenerate_without_md(smoke_run):
+    work, res, _ = smoke_run
+    md_marks = sorted((res / "runs").rglob("complete.json"))
+    before = {p: p.stat().st_mtime_ns for p in md_marks}
+    (res / "figures" / "arrhenius.png").unlink()
+    for p in (res / "figures").glob("msd.*"):
+        p.unlink()
+    proc = _snakemake(work, "--cores", "2", "--configfile", "smoke.yaml", "--rerun-incomplete")
+    assert proc.returncode == 0, _tail(proc)
+    out = proc.stdout + proc.stderr
+    assert "figure_arrhenius" in out and "figure_msd" in out
+    for rule in ("rule md:", "rule relax:", "rule prepare:", "rule diffusion:"):
+        assert rule not in out, f"{rule} ran again:\n{_tail(proc)}"
+    assert {p: p.stat().st_mtime_ns for p in md_marks} == before
+    assert (res / "figures" / "arrhenius.png").is_file() and (res / "figures" / "msd.svg").is_file()
+
+
+def test_smoke_report_html(smoke_run):
+    work, res, _ = smoke_run
+    report = work / "report.html"
+    proc = _snakemake(work, "--configfile", "smoke.yaml", "--report", str(report))
+    assert proc.returncode == 0, _tail(proc)
+    html = report.read_text(errors="replace")
+    assert len(html) > 50_000  # self-contained: figures embedded
+    for kind in KINDS:
+        assert f"{kind}.png" in html
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    (tmp_path / "structures").symlink_to(REPO / "structures")
+    text = (REPO / "configs" / "smoke.yaml").read_text().replace("temperatures_K: [600, 800]", "temperatures_K: [600, -800]")
+    assert "-800" in text
+    (tmp_path / "bad.yaml").write_text(text)
+    proc = _snakemake(tmp_path, "--cores", "1", "--configfile", "bad.yaml", timeout=120)
+    assert proc.returncode != 0
+    assert "temperatures_K[1]: temperature -800 K is not positive" in proc.stderr
+    assert not (tmp_path / "results").exists()
