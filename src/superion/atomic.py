@@ -7,6 +7,7 @@ new complete file, never a partial one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -49,10 +50,20 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, data: Any, indent: int = 2) -> None:
     """Atomically write ``data`` as JSON (NumPy scalars/arrays converted) to ``path``."""
-    write_text(path, json.dumps(data, indent=indent, default=_json_default, allow_nan=True) + "\n")
+    write_text(path, json.dumps(data, indent=indent, default=json_default, allow_nan=True) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook: NumPy arrays/scalars and paths."""
     import numpy as np
 
     if isinstance(obj, np.ndarray):

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from superion.atomic import write_json
+from superion.atomic import file_sha256, write_json
 from superion.errors import SimulationError, SuperionError
 from superion.trajectory import (
     CHECKPOINT_NAME,
@@ -183,13 +183,6 @@ def _finite(x) -> bool:
 def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_structure(path: str | os.PathLike):

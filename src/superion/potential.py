@@ -15,7 +15,6 @@ Units: energies eV, forces eV/A, stresses eV/A^3 in ASE sign (positive = tensile
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import logging
@@ -29,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from superion.atomic import file_sha256
 from superion.errors import SuperionError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,13 +98,6 @@ def fingerprint_atoms(structure: str) -> "Atoms":
     s = known_models_table()["structures"][structure]
     return Atoms(symbols=s["symbols"], positions=s["positions_A"], cell=s["cell_A"], pbc=s["pbc"])
 
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _known_by_sha(sha: str) -> tuple[str, dict] | None:

@@ -9,7 +9,6 @@ ASE so that stored cluster labels (``arrays["cluster_id"]``) survive. Writers go
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -58,13 +57,6 @@ def check_output_path(path: str | os.PathLike, allowed: tuple[str, ...] | None =
         raise SuperionError(f"output {p} is a folder; give a file name such as {p / 'structure.extxyz'}")
     return p
 
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_pymatgen(path: str | os.PathLike) -> "Structure":

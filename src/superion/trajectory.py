@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from superion.atomic import atomic_path, write_text
+from superion.atomic import atomic_path, json_default, write_text
 from superion.clusters import ClusterLabels, labels_for
 from superion.errors import SuperionError
 
@@ -121,7 +121,7 @@ class H5TrajectoryWriter:
                 m.attrs["unit"] = "amu"
                 p = f.create_group("parameters/superion")
                 p.attrs["symbols"] = json.dumps(list(symbols))
-                p.attrs["metadata_json"] = json.dumps(metadata, default=_json_default)
+                p.attrs["metadata_json"] = json.dumps(metadata, default=json_default)
                 p.attrs["labels_json"] = json.dumps(labels.to_dict() if labels is not None else None)
                 p.attrs["temperature_K"] = np.nan if temperature_K is None else float(temperature_K)
                 p.attrs["wrapped"] = False
@@ -274,7 +274,7 @@ def read_thermo(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def write_checkpoint(path: str | os.PathLike, state: dict[str, np.ndarray], info: dict) -> None:
     """Atomically write integrator ``state`` arrays plus JSON-able ``info`` (step, counters, hash)."""
     arrays = {f"state/{k}": np.asarray(v) for k, v in state.items()}
-    arrays["info_json"] = np.array(json.dumps(info, default=_json_default))
+    arrays["info_json"] = np.array(json.dumps(info, default=json_default))
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
@@ -547,12 +547,3 @@ def open_trajectory(path: str | os.PathLike, frame_interval_fs: float | None = N
         return H5TrajectoryReader(p)
     return AseTrajectoryReader(p, frame_interval_fs=frame_interval_fs, wrapped=wrapped)
 
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

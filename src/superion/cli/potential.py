@@ -140,12 +140,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from superion.potential import (
-        MODEL_FILES,
-        default_models_dirs,
-        file_sha256,
-        known_models_table,
-    )
+    from superion.atomic import file_sha256
+    from superion.potential import MODEL_FILES, default_models_dirs, known_models_table
 
     table = known_models_table()["models"]
     dirs = default_models_dirs(args.models_dir)

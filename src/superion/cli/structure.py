@@ -99,7 +99,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from superion import __version__
     from superion.clusters import KNOWN_CLUSTERS, label_clusters
     from superion.ordering import order_structure, parse_oxidation_states
-    from superion.structures import check_output_path, file_sha256, json_path_for, read_pymatgen, to_atoms, write_with_report
+    from superion.atomic import file_sha256
+    from superion.structures import check_output_path, json_path_for, read_pymatgen, to_atoms, write_with_report
     from superion.supercell import check_min_width, explicit_supercell, find_supercell, make_supercell
 
     # cheap checks first: nothing is loaded or written for bad settings
@@ -199,7 +200,8 @@ def cmd_relax(args: argparse.Namespace) -> int:
     from superion import __version__
     from superion.clusters import label_clusters, labels_for
     from superion.relax import check_relax_settings, relax_structure
-    from superion.structures import check_output_path, file_sha256, json_path_for, read_atoms, write_with_report
+    from superion.atomic import file_sha256
+    from superion.structures import check_output_path, json_path_for, read_atoms, write_with_report
 
     out = check_output_path(args.out, allowed=(".cif", ".extxyz", ".xyz", ".vasp"))
     check_relax_settings(args.fmax, args.max_steps, args.optimizer)
