@@ -81,3 +81,19 @@ def test_too_few_temperatures_is_clear_error():
         arrhenius_from_results([{"temperature_K": 600.0, "diffusivity_cm2_s": 1e-5}, {"temperature_K": 600.0, "diffusivity_cm2_s": 2e-5}])
     with pytest.raises(SuperionError, match="not a diffusion result"):
         arrhenius_from_results([{"foo": 1}])
+
+
+def test_no_measurable_diffusion_is_a_result_only_when_allowed():
+    from superion.arrhenius import arrhenius_from_results
+    from superion.errors import SuperionError
+
+    runs = [
+        {"temperature_K": 700.0, "diffusivity_cm2_s": -1e-7, "diffusivity_stderr_cm2_s": 1e-7, "n_ions": 4, "volume_A3": 240.0},
+        {"temperature_K": 800.0, "diffusivity_cm2_s": 2e-7, "diffusivity_stderr_cm2_s": 1e-7, "n_ions": 4, "volume_A3": 240.0},
+    ]
+    with pytest.raises(SuperionError, match="at least 2|>= 2"):
+        arrhenius_from_results(runs)
+    out = arrhenius_from_results(runs, allow_no_fit=True)
+    assert out["fitted"] is False and out["Ea_eV"] is None and out["conductivity_300K_mS_cm"] is None
+    assert [p["used"] for p in out["points"]] == [False, True]
+    assert any("no Arrhenius fit" in w for w in out["warnings"])

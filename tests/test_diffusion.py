@@ -158,3 +158,17 @@ def test_bad_inputs_are_clear_errors():
         analyze_trajectory(traj, "Na", 500.0, fit_start_ps=0.5, fit_end_ps=0.2)
     with pytest.raises(SuperionError, match="MSD point"):
         analyze_trajectory(traj, "Na", 500.0, fit_start_ps=0.1, fit_end_ps=0.11)
+
+
+def test_default_fit_window_skips_the_cage_rise():
+    from superion.diffusion import MIN_FIT_START_PS, fit_window
+
+    # a 1.1 ps run: 10 % would start at 0.11 ps, inside the Na cage rise
+    start, end = fit_window(1.1, None, None)
+    assert start == MIN_FIT_START_PS and end == 0.55
+    # long runs: 10 % is already past it
+    assert fit_window(100.0, None, None) == (10.0, 50.0)
+    # a run too short for the floor keeps 10-50 % rather than failing
+    assert fit_window(0.2, None, None) == (0.2 * 0.1, 0.1)
+    # an explicit start is never moved
+    assert fit_window(1.1, 0.05, None)[0] == 0.05

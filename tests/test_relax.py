@@ -48,8 +48,9 @@ def test_relaxation_converges_below_fmax(nabh4, potential):
     check.calc = potential.calculator()
     f = check.get_forces()
     assert np.sqrt((f**2).sum(axis=1)).max() < 0.05
-    # FrechetCellFilter's cell force is the virial per atom (ASE's exp_cell_factor = N): stress·V/N < fmax
-    assert np.abs(check.get_stress()).max() * check.get_volume() / len(check) < 0.05
+    # the cell is converged to the default stress tolerance (0.1 GPa), not ASE's looser fmax·N/V
+    assert np.abs(check.get_stress()).max() * 160.21766208 < 0.1 + 1e-6
+    assert res.max_stress_GPa < 0.1 + 1e-6
     assert res.energy_eV < res.energy_before_eV
     assert res.energy_per_atom_eV == pytest.approx(res.energy_eV / len(atoms))
     assert res.volume_after_A3 < res.volume_before_A3  # the 2 % expansion is undone

@@ -75,8 +75,15 @@ def extrapolate(fit: dict, temperature_K: float) -> dict:
     return out
 
 
-def arrhenius_from_results(results: list[dict], target_K: float = 300.0, sources: list[str] | None = None) -> dict:
-    """Arrhenius analysis of ``superion analyze diffusion`` result dicts (one per run)."""
+def arrhenius_from_results(
+    results: list[dict], target_K: float = 300.0, sources: list[str] | None = None, allow_no_fit: bool = False
+) -> dict:
+    """Arrhenius analysis of ``superion analyze diffusion`` result dicts (one per run).
+
+    With ``allow_no_fit``, fewer than two temperatures with positive D is a result, not an
+    error: the fit fields are null and ``fitted`` is false (a poor conductor whose ions do not
+    move in the simulated time).
+    """
     from scipy.stats import t as student_t
 
     if target_K is None or target_K <= 0:
@@ -104,6 +111,13 @@ def arrhenius_from_results(results: list[dict], target_K: float = 300.0, sources
         if row["used"]:
             used.append((row, r))
     n_T = len({row["temperature_K"] for row, _ in used})
+    if n_T < 2 and allow_no_fit:
+        tag = f"{target_K:g}K"
+        warnings.append(f"positive D at {n_T} temperature(s) only: no Arrhenius fit (no measurable diffusion)")
+        null_keys = ("Ea_eV", "Ea_stderr_eV", "Ea_ci95_eV", "D0_cm2_s", f"diffusivity_{tag}_cm2_s",
+                     f"diffusivity_{tag}_ci95_cm2_s", f"conductivity_{tag}_mS_cm", f"conductivity_{tag}_ci95_mS_cm")
+        return {**dict.fromkeys(null_keys), "fitted": False, "n_points": len(used),
+                "target_temperature_K": float(target_K), "points": table, "warnings": warnings}
     if n_T < 2:
         raise SuperionError(
             f"an Arrhenius fit needs positive D at >= 2 temperatures (>= 3 for an error), got {n_T}; add runs at more temperatures"
@@ -129,6 +143,7 @@ def arrhenius_from_results(results: list[dict], target_K: float = 300.0, sources
     z = charges.pop() if charges else 1.0
     tag = f"{target_K:g}K"
     out = {
+        "fitted": True,
         "Ea_eV": fit["Ea_eV"],
         "Ea_stderr_eV": ea_se,
         "Ea_ci95_eV": [fit["Ea_eV"] - q * ea_se, fit["Ea_eV"] + q * ea_se] if ea_se is not None else None,

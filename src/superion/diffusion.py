@@ -40,6 +40,12 @@ ION_CHARGE = {"H": 1, "Li": 1, "Na": 1, "K": 1, "Rb": 1, "Cs": 1, "Ag": 1, "Cu":
 
 DEFAULT_FIT_START_FRACTION = 0.10
 DEFAULT_FIT_END_FRACTION = 0.50
+# The default window never starts before this lag: the first rise of the MSD (ballistic motion,
+# then the ion filling its cage, ~0.1-0.2 ps for Na+) is vibration, not diffusion; fitting it
+# turns the cage size into a fake D (seen: 2e-5 cm2/s for NaBH4, whose Na does not hop).
+MIN_FIT_START_PS = 0.25
+# Below this start the cage plateau may still be rising: D is flagged as an upper bound.
+CAGE_REGIME_PS = 1.0
 DEFAULT_ACTIVE_THRESHOLD_A2 = 21.0
 HOP_A2 = 9.0  # squared length of one Na hop between neighbouring sites (science.md: hops need ≳ 9 Å²)
 SHORT_RUN_PS = 20.0
@@ -63,9 +69,12 @@ def ion_charge(species: str, charge: float | None = None) -> float:
 
 
 def fit_window(duration_ps: float, start_ps: float | None, end_ps: float | None) -> tuple[float, float]:
-    """Validated fit window in ps (defaults: 10 %–50 % of the duration)."""
-    start = DEFAULT_FIT_START_FRACTION * duration_ps if start_ps is None else float(start_ps)
+    """Validated fit window in ps (defaults: from max(10 %, 0.25 ps) to 50 % of the duration)."""
     end = DEFAULT_FIT_END_FRACTION * duration_ps if end_ps is None else float(end_ps)
+    start = DEFAULT_FIT_START_FRACTION * duration_ps if start_ps is None else float(start_ps)
+    if start_ps is None and MIN_FIT_START_PS < end:
+        # skip the cage rise when the run is long enough; shorter runs keep 10 % (and are flagged)
+        start = max(start, MIN_FIT_START_PS)
     if not (0.0 <= start < end <= duration_ps * (1 + 1e-9)):
         raise SuperionError(
             f"fit window {start:g}–{end:g} ps is outside the trajectory (0–{duration_ps:g} ps) or empty; "
@@ -187,6 +196,11 @@ def analyze_displacements(
     warnings: list[str] = []
     if duration_ps < SHORT_RUN_PS:
         warnings.append(f"short trajectory ({duration_ps:.3g} ps < {SHORT_RUN_PS:g} ps): D is noisy")
+    if t[0] < CAGE_REGIME_PS:
+        warnings.append(
+            f"fit starts at {t[0]:.3g} ps, inside the ~{CAGE_REGIME_PS:g} ps cage-rattling regime: "
+            "D may include vibration (an upper bound); run longer"
+        )
     msd_end = float(res.mean[i1])
     if msd_end < HOP_A2:
         warnings.append(
@@ -218,7 +232,7 @@ def analyze_displacements(
         "fit_start_ps": float(t[0]),
         "fit_end_ps": float(t[-1]),
         "fit_points": int(len(t)),
-        "fit_window_source": "user" if fit_start_ps is not None or fit_end_ps is not None else "default: 10-50 % of the duration",
+        "fit_window_source": "user" if fit_start_ps is not None or fit_end_ps is not None else "default: max(10 %, 0.25 ps) to 50 % of the duration",
         "fit_method": "OLS line MSD = a + 6 D t over every lag in the window (all time origins, FFT)",
         "diffusivity_cm2_s": D,
         "diffusivity_stderr_cm2_s": stderr if np.isfinite(stderr) else None,

@@ -113,10 +113,14 @@ def relax_structure(
     trajectory: str | os.PathLike | None = None,
     logfile: str | os.PathLike | None = None,
     symprec: float = SYMPREC,
+    stress_tol_GPa: float | None = 0.1,
 ) -> RelaxResult:
     """Relax ``atoms`` (a copy; the input is not modified) with ``calculator``.
 
     fmax in eV/Å; ``relax_cell`` adds the cell via FrechetCellFilter (zero pressure).
+    ``stress_tol_GPa`` sets the filter's cell factor so that "converged" also means
+    |stress| ≤ stress_tol_GPa (ASE's default factor, N_atoms, tolerates fmax·N/V, which is
+    ~1 GPa for small cells); ``None`` keeps ASE's default.
     Per-atom arrays such as ``cluster_id`` are kept on ``result.atoms``. Raises
     SimulationError if the energy or forces become non-finite.
     """
@@ -136,7 +140,16 @@ def relax_structure(
     if not math.isfinite(e0):
         raise SimulationError("energy of the input structure is not finite; check the structure (overlapping atoms?)")
 
-    target = FrechetCellFilter(work) if relax_cell else work
+    if relax_cell:
+        # cell force = virial / cell_factor = stress·V / cell_factor ≤ fmax  ⇔  stress ≤ fmax·cell_factor/V
+        cell_factor = None
+        if stress_tol_GPa is not None:
+            if not (math.isfinite(stress_tol_GPa) and stress_tol_GPa > 0):
+                raise SuperionError(f"stress tolerance must be > 0 GPa, got {stress_tol_GPa}; use e.g. 0.1")
+            cell_factor = stress_tol_GPa / EV_A3_TO_GPA * work.get_volume() / fmax
+        target = FrechetCellFilter(work, exp_cell_factor=cell_factor)
+    else:
+        target = work
     cls = {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}[opt_name]
     opt = cls(target, logfile=str(logfile) if logfile else None, trajectory=str(trajectory) if trajectory else None)
     converged = bool(opt.run(fmax=fmax, steps=int(max_steps)))

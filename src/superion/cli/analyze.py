@@ -53,6 +53,10 @@ def register(subparsers) -> None:
     a.add_argument("results", nargs="+", metavar="RESULT.json")
     a.add_argument("--temperature-K", type=float, default=300.0, help="extrapolation target (K, default 300)")
     a.add_argument("--json", required=True, metavar="OUT")
+    a.add_argument(
+        "--allow-no-fit", action="store_true",
+        help="write a result with null Ea (exit 0) when fewer than 2 temperatures have positive D (workflows)",
+    )
     a.set_defaults(func=cmd_arrhenius)
 
     r = sub.add_parser(
@@ -167,9 +171,12 @@ def cmd_arrhenius(args: argparse.Namespace) -> int:
             raise SuperionError(f"{f} is not valid JSON ({exc}); give JSON files from 'superion analyze diffusion'") from None
         if not isinstance(results[-1], dict):
             raise SuperionError(f"{f} is not a diffusion result; give JSON files from 'superion analyze diffusion'")
-    out = arrhenius_from_results(results, args.temperature_K, sources=list(args.results))
+    out = arrhenius_from_results(results, args.temperature_K, sources=list(args.results), allow_no_fit=args.allow_no_fit)
     write_json(args.json, out)
     tag = f"{args.temperature_K:g}K"
+    if not out["fitted"]:
+        print(f"superion analyze arrhenius: no fit ({out['warnings'][-1]})")
+        return 0
     ea_err = out["Ea_stderr_eV"]
     sig = out.get(f"conductivity_{tag}_mS_cm")
     print(

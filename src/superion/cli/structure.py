@@ -63,6 +63,8 @@ def register(subparsers) -> None:
     r.add_argument("--out", required=True, metavar="OUT.cif", help="relaxed structure (.cif, .extxyz, .vasp)")
     r.add_argument("--fmax", type=float, default=0.05, help="force convergence in eV/Å (default 0.05)")
     r.add_argument("--max-steps", type=int, default=500, help="optimizer steps at most (default 500)")
+    r.add_argument("--stress-tol-GPa", type=float, default=0.1,
+                   help="cell convergence: largest stress component in GPa (default 0.1)")
     r.add_argument("--optimizer", default="FIRE", help="FIRE (default), BFGS or LBFGS")
     r.add_argument("--fixed-cell", action="store_true", help="relax positions only")
     r.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
@@ -211,6 +213,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
     before = labels_for(atoms)
     res = relax_structure(
         atoms, lp.calculator(), fmax=args.fmax, max_steps=args.max_steps, relax_cell=not args.fixed_cell,
+        stress_tol_GPa=args.stress_tol_GPa,
         optimizer=args.optimizer, trajectory=args.trajectory,
     )
     after = label_clusters(res.atoms)
@@ -223,7 +226,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
         "input": {"path": str(args.input), "sha256": file_sha256(args.input)},
         "output": str(out),
         "potential": _potential_record(lp),
-        "settings": {"fmax_eV_A": args.fmax, "max_steps": args.max_steps, "optimizer": res.optimizer,
+        "settings": {"fmax_eV_A": args.fmax, "stress_tol_GPa": args.stress_tol_GPa, "max_steps": args.max_steps, "optimizer": res.optimizer,
                      "relax_cell": not args.fixed_cell, "filter": None if args.fixed_cell else "FrechetCellFilter"},
         "formula": res.atoms.get_chemical_formula(mode="hill"),
         **res.to_dict(),
