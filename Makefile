@@ -10,7 +10,7 @@ export SUPERION_MODELS ?= $(SHARED)/models
 CONFIG ?= configs/default.yaml
 CORES ?= 2
 
-.PHONY: run test venv smoke clean-results
+.PHONY: run test venv smoke report clean-results
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ run: $(STAMP)
 
 smoke: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile configs/smoke.yaml --rerun-incomplete
+
+# Self-contained HTML report of the last run of $(CONFIG) (every figure with its caption).
+report: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/$(basename $(notdir $(CONFIG)))/report.html
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

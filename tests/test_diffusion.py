@@ -168,7 +168,8 @@ def test_default_fit_window_skips_the_cage_rise():
     assert start == MIN_FIT_START_PS and end == 0.55
     # long runs: 10 % is already past it
     assert fit_window(100.0, None, None) == (10.0, 50.0)
-    # a run too short for the floor keeps 10-50 % rather than failing
-    assert fit_window(0.2, None, None) == (0.2 * 0.1, 0.1)
+    # a run too short for the floor fits the second half of [0, 50 %] rather than failing
+    assert fit_window(0.2, None, None) == (0.05, 0.1)
+    assert fit_window(0.55, None, None) == pytest.approx((0.1375, 0.275))
     # an explicit start is never moved
     assert fit_window(1.1, 0.05, None)[0] == 0.05

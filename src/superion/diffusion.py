@@ -69,12 +69,13 @@ def ion_charge(species: str, charge: float | None = None) -> float:
 
 
 def fit_window(duration_ps: float, start_ps: float | None, end_ps: float | None) -> tuple[float, float]:
-    """Validated fit window in ps (defaults: from max(10 %, 0.25 ps) to 50 % of the duration)."""
+    """Validated fit window in ps (default: from max(10 %, min(0.25 ps, 25 %)) to 50 % of the duration)."""
     end = DEFAULT_FIT_END_FRACTION * duration_ps if end_ps is None else float(end_ps)
     start = DEFAULT_FIT_START_FRACTION * duration_ps if start_ps is None else float(start_ps)
-    if start_ps is None and MIN_FIT_START_PS < end:
-        # skip the cage rise when the run is long enough; shorter runs keep 10 % (and are flagged)
-        start = max(start, MIN_FIT_START_PS)
+    if start_ps is None:
+        # skip the cage rise, but keep at least the second half of [0, end] to fit
+        # (sub-ps runs then start earlier and are flagged by the cage-regime warning)
+        start = max(start, min(MIN_FIT_START_PS, 0.5 * end))
     if not (0.0 <= start < end <= duration_ps * (1 + 1e-9)):
         raise SuperionError(
             f"fit window {start:g}–{end:g} ps is outside the trajectory (0–{duration_ps:g} ps) or empty; "
@@ -232,7 +233,7 @@ def analyze_displacements(
         "fit_start_ps": float(t[0]),
         "fit_end_ps": float(t[-1]),
         "fit_points": int(len(t)),
-        "fit_window_source": "user" if fit_start_ps is not None or fit_end_ps is not None else "default: max(10 %, 0.25 ps) to 50 % of the duration",
+        "fit_window_source": "user" if fit_start_ps is not None or fit_end_ps is not None else "default: max(10 %, min(0.25 ps, 25 %)) to 50 % of the duration",
         "fit_method": "OLS line MSD = a + 6 D t over every lag in the window (all time origins, FFT)",
         "diffusivity_cm2_s": D,
         "diffusivity_stderr_cm2_s": stderr if np.isfinite(stderr) else None,
