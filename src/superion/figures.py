@@ -138,7 +138,7 @@ def arrhenius_figure(cfg: dict, summary: list[dict], runs: list[dict]):
         sec.set_xlabel("T (K)")
     title = "Arrhenius plot (fit solid, extrapolation to 300 K dashed)"
     if skipped:
-        title += f"; {skipped} run(s) with D <= 0 not shown"
+        title += f"\n{skipped} run(s) with D <= 0 not shown"
     ax.set_title(title)
     _footnote(fig, summary + runs)
     return fig
