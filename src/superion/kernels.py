@@ -14,6 +14,22 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, inline="always")
+def _unwrap_atom(pos, cells, inv_cells, t, i, prev, acc, s, out_row):  # pragma: no cover - compiled
+    """One atom, one frame: fractional step to the previous frame, minimum image, accumulate,
+    back to Cartesian with this frame's cell (written to out_row, Å)."""
+    for k in range(3):
+        s[k] = pos[t, i, 0] * inv_cells[t, 0, k] + pos[t, i, 1] * inv_cells[t, 1, k] + pos[t, i, 2] * inv_cells[t, 2, k]
+    for k in range(3):
+        d = s[k] - prev[i, k]
+        # minimum image of the one-frame step: an atom never moves half a cell per frame
+        d -= math.floor(d + 0.5)
+        acc[i, k] += d
+        prev[i, k] = s[k]
+    for k in range(3):
+        out_row[k] = acc[i, 0] * cells[t, 0, k] + acc[i, 1] * cells[t, 1, k] + acc[i, 2] * cells[t, 2, k]
+
+
 @njit(cache=True)
 def unwrap_chunk(pos, cells, inv_cells, prev, acc, out):  # pragma: no cover - compiled
     """Unwrap one chunk of frames frame to frame in fractional coordinates (NPT-safe).
@@ -28,16 +44,7 @@ def unwrap_chunk(pos, cells, inv_cells, prev, acc, out):  # pragma: no cover - c
     s = np.empty(3)
     for t in range(f):
         for i in range(n):
-            for k in range(3):
-                s[k] = pos[t, i, 0] * inv_cells[t, 0, k] + pos[t, i, 1] * inv_cells[t, 1, k] + pos[t, i, 2] * inv_cells[t, 2, k]
-            for k in range(3):
-                d = s[k] - prev[i, k]
-                # minimum image of the one-frame step: an atom never moves half a cell per frame
-                d -= math.floor(d + 0.5)
-                acc[i, k] += d
-                prev[i, k] = s[k]
-            for k in range(3):
-                out[t, i, k] = acc[i, 0] * cells[t, 0, k] + acc[i, 1] * cells[t, 1, k] + acc[i, 2] * cells[t, 2, k]
+            _unwrap_atom(pos, cells, inv_cells, t, i, prev, acc, s, out[t, i])
 
 
 @njit(cache=True)
@@ -65,15 +72,7 @@ def collect_chunk(pos, cells, inv_cells, do_unwrap, prev, acc, weights, mobile, 
         cz = 0.0
         for i in range(n):
             if do_unwrap:
-                for k in range(3):
-                    s[k] = pos[t, i, 0] * inv_cells[t, 0, k] + pos[t, i, 1] * inv_cells[t, 1, k] + pos[t, i, 2] * inv_cells[t, 2, k]
-                for k in range(3):
-                    d = s[k] - prev[i, k]
-                    d -= math.floor(d + 0.5)
-                    acc[i, k] += d
-                    prev[i, k] = s[k]
-                for k in range(3):
-                    buf[i, k] = acc[i, 0] * cells[t, 0, k] + acc[i, 1] * cells[t, 1, k] + acc[i, 2] * cells[t, 2, k]
+                _unwrap_atom(pos, cells, inv_cells, t, i, prev, acc, s, buf[i])
             else:
                 for k in range(3):
                     buf[i, k] = pos[t, i, k]
