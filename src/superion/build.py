@@ -28,12 +28,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from superion.clusters import ION_CHARGE  # single-atom ions, incl. lone anions (Cl⁻, S²⁻ in argyrodites)
 from superion.errors import SuperionError
 from superion.templates import Template, template
 
-CATION_CHARGE: dict[str, int] = {"Li": 1, "Na": 1, "K": 1, "Rb": 1, "Cs": 1, "Mg": 2, "Ca": 2, "Ag": 1, "Cu": 1}
-# Lone anions that are not clusters (Cl⁻, S²⁻ in argyrodites).
-ION_CHARGE: dict[str, int] = {**CATION_CHARGE, "Cl": -1, "Br": -1, "I": -1, "S": -2, "O": -2, "F": -1}
+CATION_CHARGE: dict[str, int] = {s: q for s, q in ION_CHARGE.items() if q > 0}
 
 # e^2/(4 pi eps0) in eV·Å
 COULOMB_EV_A = 14.399645

@@ -54,6 +54,12 @@ CLUSTER_CHARGE: dict[str, int] = {
     "AlH4": -1,
 }
 
+# Formal charge of single-atom ions (cations and lone anions such as S2-, Cl-).
+ION_CHARGE: dict[str, int] = {
+    "Li": 1, "Na": 1, "K": 1, "Rb": 1, "Cs": 1, "Ag": 1, "Cu": 1, "Mg": 2, "Ca": 2,
+    "F": -1, "Cl": -1, "Br": -1, "I": -1, "O": -2, "S": -2,
+}
+
 # Element order used to write the formula of an unknown cluster.
 _FORMULA_ORDER = ("C", "B", "Al", "P", "N", "S", "H")
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from superion.clusters import CATIONS, CLUSTER_CHARGE, label_clusters
+from superion.clusters import CATIONS, CLUSTER_CHARGE, ION_CHARGE, label_clusters
 
 # Accepted intra-cluster bond ranges in Å (equilibrium ± generous margin for 800 K snapshots).
 BOND_RANGES_A: dict[tuple[str, str], tuple[float, float]] = {
@@ -56,12 +56,6 @@ MIN_CONTACT_A: dict[tuple[str, str], float] = {
     ("B", "Na"): 2.2,
     ("B", "Li"): 1.9,
 }
-
-ION_CHARGE: dict[str, int] = {
-    "Li": 1, "Na": 1, "K": 1, "Rb": 1, "Cs": 1, "Ag": 1, "Cu": 1, "Mg": 2, "Ca": 2,
-    "F": -1, "Cl": -1, "Br": -1, "I": -1, "O": -2, "S": -2,
-}
-
 
 @dataclass
 class GeometryReport:
