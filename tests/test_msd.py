@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from superion.kernels import as_c64, max_sq_disp, msd_s1
-from superion.msd import ion_msd, msd_fft, msd_reference
+from superion.kernels import as_c64, max_sq_disp, msd_s1, power_accumulate
+from superion.msd import ion_msd, msd_fft, msd_reference, spectral_weights
 from superion.unwrap import ArrayTrajectory, collect_mobile, iter_unwrapped, to_fractional, whole_shifts
 
 
@@ -79,17 +79,48 @@ def test_msd_s1_kernel_matches_numpy():
     assert np.allclose(out, ref)
 
 
-def test_ion_msd_chunked_equals_unchunked_and_collective():
+@pytest.mark.parametrize("T", [120, 121])  # even and odd FFT lengths
+def test_ion_msd_chunked_equals_unchunked_and_collective(T):
     rng = np.random.default_rng(4)
-    disp = np.cumsum(rng.standard_normal((9, 3, 120)), axis=2)
-    a = ion_msd(disp, per_ion_lags=slice(10, 60))
-    b = ion_msd(disp, per_ion_lags=slice(10, 60), max_bytes=1)  # one ion per chunk
-    assert np.allclose(a.mean, b.mean) and np.allclose(a.per_ion, b.per_ion)
-    ref = msd_reference(disp.reshape(27, 120)).reshape(9, 3, 120)
+    disp = np.cumsum(rng.standard_normal((9, 3, T)), axis=2) + 50.0
+    w = rng.standard_normal(50)  # any weights over lags 10..59
+    a = ion_msd(disp, fit_lags=slice(10, 60), fit_weights=w)
+    b = ion_msd(disp, fit_lags=slice(10, 60), fit_weights=w, max_bytes=1)  # one ion per chunk
+    assert np.allclose(a.mean, b.mean) and np.allclose(a.per_ion_fit, b.per_ion_fit)
+    ref = msd_reference(disp.reshape(27, T)).reshape(9, 3, T)
     assert np.allclose(a.per_dir, ref.mean(axis=0).T)
-    assert np.allclose(a.per_ion, ref.sum(axis=1)[:, 10:60])
+    assert np.allclose(a.mean, ref.sum(axis=1).mean(axis=0))
+    # each ion's weighted sum over the window, without any per-ion MSD curve
+    assert np.allclose(a.per_ion_fit, ref.sum(axis=1)[:, 10:60] @ w, rtol=1e-9, atol=1e-8)
     coll = msd_reference(disp.sum(axis=0)).sum(axis=0) / 9
     assert np.allclose(a.collective, coll)
+    # float32 displacements (superion's trajectory.h5) give the same numbers to float32 precision
+    c = ion_msd(disp.astype(np.float32), fit_lags=slice(10, 60), fit_weights=w)
+    assert np.allclose(c.per_ion_fit, a.per_ion_fit, rtol=1e-4, atol=1e-3)
+    assert np.allclose(c.mean, a.mean, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("n_fft", [64, 63])
+def test_spectral_weights_are_the_adjoint_of_irfft(n_fft):
+    from scipy.fft import irfft, rfft
+
+    rng = np.random.default_rng(8)
+    g = rng.standard_normal(n_fft // 2)
+    p = np.abs(rfft(rng.standard_normal(n_fft))) ** 2  # a real (power) spectrum
+    direct = g @ irfft(p, n=n_fft)[: len(g)]
+    assert spectral_weights(g, n_fft) @ p == pytest.approx(direct, rel=1e-12)
+
+
+def test_power_accumulate_kernel_matches_numpy():
+    rng = np.random.default_rng(9)
+    spec = rng.standard_normal((12, 33)) + 1j * rng.standard_normal((12, 33))
+    g_hat = rng.standard_normal(33)
+    p_dir = np.ones((3, 33))
+    s2 = np.empty(4)
+    power_accumulate(spec, g_hat, p_dir, s2)
+    power = np.abs(spec) ** 2
+    assert np.allclose(p_dir, 1.0 + power.reshape(4, 3, 33).sum(axis=0))
+    assert np.allclose(s2, power.reshape(4, 3, 33).sum(axis=1) @ g_hat)
 
 
 def test_max_sq_disp_kernel_matches_numpy():
@@ -136,3 +167,45 @@ def test_collect_mobile_without_framework_falls_back_to_none():
     assert mob.drift_method == "none"
     assert np.allclose(mob.disp_A, (pos - pos[:1]).transpose(1, 2, 0), atol=1e-9)
 
+
+
+@pytest.mark.parametrize("raw_chunks", [True, False])
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_collect_mobile_from_float32_h5_matches_float64_arrays(tmp_path, monkeypatch, wrapped, raw_chunks):
+    """The streaming path of superion's own files: float32 frames read chunk by chunk (raw
+    HDF5 chunks, or read_direct into one reused buffer; a partial last chunk included) give
+    the float64 result to float32 precision, and the displacements stay float32."""
+    import h5py
+
+    import superion.trajectory as st
+    from superion.trajectory import H5TrajectoryWriter, open_trajectory
+
+    if not raw_chunks:
+        monkeypatch.setattr(st, "_raw_chunks_readable", lambda ds: False)
+
+    rng = np.random.default_rng(11)
+    F, N = 157, 10
+    cells = fluctuating_cells(F, rng)
+    masses = np.array([23.0] * 3 + [10.8] * 3 + [1.0] * 4)
+    true = rng.random((N, 3)) * 8 + np.cumsum(0.08 * rng.standard_normal((F, N, 3)), axis=0)
+    pos = (wrap(true, cells) if wrapped else true).astype(np.float32)
+    symbols = ["Na"] * 3 + ["B"] * 3 + ["H"] * 4
+    w = H5TrajectoryWriter.create(tmp_path / "t.h5", symbols=symbols, numbers=np.array([11] * 3 + [5] * 3 + [1] * 4),
+                                  masses_amu=masses, metadata={}, labels=None, temperature_K=500.0)
+    for i in range(F):
+        w.append(i, 2.0 * i, pos[i], cells[i])
+    w.close()
+    with h5py.File(tmp_path / "t.h5", "r+") as f:
+        f["parameters/superion"].attrs["wrapped"] = wrapped
+    traj = open_trajectory(tmp_path / "t.h5")
+    assert st._raw_chunks_readable(traj._pos) == raw_chunks
+    got = collect_mobile(traj, np.arange(3), chunk_frames=40)
+    ref = collect_mobile(ArrayTrajectory(pos.astype(np.float64), cells, np.arange(F) * 2.0, symbols, masses, wrapped=wrapped),
+                         np.arange(3), chunk_frames=F)
+    assert got.disp_A.dtype == np.float32 and got.disp_A.shape == (3, 3, F)
+    assert np.allclose(got.disp_A, ref.disp_A, atol=2e-5)
+    assert np.allclose(got.drift_A, ref.drift_A, atol=2e-5)
+    assert got.max_framework_disp_A == pytest.approx(ref.max_framework_disp_A, abs=1e-4)
+    # and that is the true path (frame 0 as origin) up to the drift
+    expected = (true[:, :3] - true[:1, :3] - ref.drift_A[:, None, :]).transpose(1, 2, 0)
+    assert np.allclose(got.disp_A, expected, atol=1e-4)

@@ -140,10 +140,10 @@ def analyze_displacements(
 ) -> DiffusionResult:
     """Diffusivity, conductivity, Haven ratio and active ions from mobile-ion displacements.
 
-    disp_A: (n_ions, 3, F) unwrapped, drift-corrected positions (Å); frame_interval_fs: time
+    disp_A: (n_ions, 3, F) unwrapped, drift-corrected positions (Å, float32 or float64); frame_interval_fs: time
     between frames (fs); volumes_A3: (F,) cell volume per frame (Å³).
     """
-    from superion.kernels import as_c64, max_sq_disp
+    from superion.kernels import max_sq_disp
     from superion.msd import DEFAULT_MAX_BYTES, ion_msd
 
     n_ions, _, F = disp_A.shape
@@ -167,19 +167,21 @@ def analyze_displacements(
             "widen the window or use a longer trajectory"
         )
     window = slice(i0, i1 + 1)
-    res = ion_msd(disp_A, per_ion_lags=window, max_bytes=max_bytes or DEFAULT_MAX_BYTES)
     lag_ps = np.arange(F) * dt_ps
     t = lag_ps[window]
     w = ols_slope_weights(t)
+    # each ion's own OLS slope over the window comes straight out of the FFT pass
+    summed = disp_A.sum(axis=0, dtype=np.float64)  # (3, F) Σ_i Δr_i: the charge displacement
+    res = ion_msd(disp_A, fit_lags=window, fit_weights=w, max_bytes=max_bytes or DEFAULT_MAX_BYTES, summed=summed)
 
-    d_ion = res.per_ion @ w / 6.0 * A2_PS_TO_CM2_S  # per-ion D, cm²/s
+    d_ion = res.per_ion_fit / 6.0 * A2_PS_TO_CM2_S  # per-ion D, cm²/s
     D = float(d_ion.mean())
     slope, intercept, se_naive = ols_fit(t, res.mean[window])
     stderr = float(d_ion.std(ddof=1) / np.sqrt(n_ions)) if n_ions > 1 else float("nan")
     d_dir = np.array([ols_fit(t, res.per_dir[window, k])[0] / 2.0 * A2_PS_TO_CM2_S for k in range(3)])
     slope_c, _, _ = ols_fit(t, res.collective[window])
     D_sigma = slope_c / 6.0 * A2_PS_TO_CM2_S
-    D_sigma_se, n_blocks = collective_block_stderr(disp_A, dt_ps, start_ps / duration_ps, end_ps / duration_ps)
+    D_sigma_se, n_blocks = collective_block_stderr(summed, n_ions, dt_ps, start_ps / duration_ps, end_ps / duration_ps)
 
     volume = float(np.mean(volumes_A3))
     sigma = float(nernst_einstein_mS_cm(D, n_ions, volume, temperature_K, z))
@@ -191,7 +193,7 @@ def analyze_displacements(
         haven_se = haven * float(np.hypot(stderr / D, D_sigma_se / D_sigma))
 
     msq = np.zeros(n_ions)
-    max_sq_disp(as_c64(disp_A), msq)
+    max_sq_disp(np.ascontiguousarray(disp_A), msq)
     active = active_ions(msq, active_threshold_A2, active_normalization)
 
     warnings: list[str] = []
@@ -273,26 +275,26 @@ def analyze_displacements(
     return DiffusionResult(summary, curves)
 
 
-def collective_block_stderr(disp_A: np.ndarray, dt_ps: float, f0: float, f1: float, max_blocks: int = 8, min_block: int = 40):
+def collective_block_stderr(summed_A: np.ndarray, n_ions: int, dt_ps: float, f0: float, f1: float, max_blocks: int = 8, min_block: int = 40):
     """Rough stderr (cm²/s) of the collective diffusivity: the centre-of-charge MSD is one series
     per run, so ions cannot be averaged; the run is cut into B consecutive blocks, each fitted
     on the same fractions [f0, f1] of its own duration, and the spread of the block values
-    estimates the error of the full-run value. Returns (stderr or None, B)."""
+    estimates the error of the full-run value. summed_A: (3, F) Σ_i Δr_i (Å). Returns
+    (stderr or None, B)."""
     from superion.msd import msd_fft
 
-    n, _, F = disp_A.shape
+    F = summed_A.shape[1]
     B = min(max_blocks, F // min_block)
     if B < 3:
         return None, 0
     L = F // B
-    c = disp_A.sum(axis=0)
     i0, i1 = int(np.ceil(f0 * (L - 1))), int(np.floor(f1 * (L - 1)))
     if i1 - i0 + 1 < 3:
         return None, 0
     t = np.arange(i0, i1 + 1) * dt_ps
     vals = []
     for b in range(B):
-        m = msd_fft(c[:, b * L : (b + 1) * L]).sum(axis=0) / n
+        m = msd_fft(summed_A[:, b * L : (b + 1) * L]).sum(axis=0) / n_ions
         vals.append(ols_fit(t, m[i0 : i1 + 1])[0] / 6.0 * A2_PS_TO_CM2_S)
     return float(np.std(vals, ddof=1)), B
 
@@ -304,7 +306,7 @@ def analyze_trajectory(
     *,
     frame_interval_fs: float | None = None,
     drift: str = "framework",
-    chunk_frames: int = 2000,
+    chunk_frames: int | None = None,
     **kwargs,
 ) -> DiffusionResult:
     """Stream a trajectory reader: unwrap, remove framework drift, analyse the ``species`` ions.

@@ -1,9 +1,13 @@
 """Numba kernels of the analysis: small, array-in/array-out, each tested against NumPy.
 
 All kernels are compiled lazily on first call and cached on disk (``cache=True``), so the
-second process pays no compile time. Inputs must be C-contiguous float64 arrays; the
-Python wrappers in :mod:`superion.unwrap`, :mod:`superion.msd` and :mod:`superion.density`
-take care of that.
+second process pays no compile time (one compiled version per argument dtype). Inputs must
+be C-contiguous; trajectory positions and displacements may be float32 (as superion stores
+them) or float64, everything accumulated is float64. The Python wrappers in
+:mod:`superion.unwrap`, :mod:`superion.msd` and :mod:`superion.density` take care of that.
+
+Unwrapping runs on structure-of-arrays copies of each frame (``_frame_soa``): the x, y, z
+interleaving of stored frames keeps LLVM from vectorising, contiguous component rows let it.
 """
 
 from __future__ import annotations
@@ -14,93 +18,222 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, inline="always")
-def _unwrap_atom(pos, cells, inv_cells, t, i, prev, acc, s, out_row):  # pragma: no cover - compiled
-    """One atom, one frame: fractional step to the previous frame, minimum image, accumulate,
-    back to Cartesian with this frame's cell (written to out_row, Å)."""
-    for k in range(3):
-        s[k] = pos[t, i, 0] * inv_cells[t, 0, k] + pos[t, i, 1] * inv_cells[t, 1, k] + pos[t, i, 2] * inv_cells[t, 2, k]
-    for k in range(3):
-        d = s[k] - prev[i, k]
+# Float flags for the vectorised kernels: reassociation lets LLVM vectorise the sums over
+# atoms; no "nnan"/"ninf", so NaN in a trajectory still propagates into the results.
+_VEC = {"contract", "reassoc", "nsz", "arcp"}
+
+
+@njit(cache=True, fastmath=_VEC)
+def _frame_soa(pos_t, bx, by, bz):  # pragma: no cover - compiled
+    """Copy one frame (n, 3) of any float type into three float64 component buffers (n,).
+    The stride-3 layout of a stored frame defeats SIMD; the contiguous copies do not."""
+    q = pos_t.ravel()  # a flat view of a C-contiguous frame: interleaved loads LLVM can vectorise
+    for i in range(pos_t.shape[0]):
+        bx[i] = q[3 * i]
+        by[i] = q[3 * i + 1]
+        bz[i] = q[3 * i + 2]
+
+
+@njit(cache=True, fastmath=_VEC)
+def _unwrap_soa(bx, by, bz, g, h, prev, acc, first, w, ux, uy, uz):  # pragma: no cover - compiled
+    """Unwrap one frame and return the w-weighted mean displacement from frame 0 (3 floats).
+
+    bx/by/bz: (n,) Cartesian positions (Å, any image); g, h: (3, 3) inverse cell and cell
+    (rows = lattice vectors); prev: (3, n) the last frame's fractional positions, acc: (3, n)
+    accumulated unwrapped fractional positions (both updated: step to prev, minimum image,
+    accumulate); first: (3, n) Cartesian positions at frame 0; ux/uy/uz: (n,) written with
+    acc · h − first, the displacement from frame 0 in this frame's cell (Å).
+    """
+    g00, g01, g02 = g[0, 0], g[0, 1], g[0, 2]
+    g10, g11, g12 = g[1, 0], g[1, 1], g[1, 2]
+    g20, g21, g22 = g[2, 0], g[2, 1], g[2, 2]
+    h00, h01, h02 = h[0, 0], h[0, 1], h[0, 2]
+    h10, h11, h12 = h[1, 0], h[1, 1], h[1, 2]
+    h20, h21, h22 = h[2, 0], h[2, 1], h[2, 2]
+    p0, p1, p2 = prev[0], prev[1], prev[2]
+    a0, a1, a2 = acc[0], acc[1], acc[2]
+    f0, f1, f2 = first[0], first[1], first[2]
+    sx = 0.0
+    sy = 0.0
+    sz = 0.0
+    for i in range(bx.shape[0]):
+        x, y, z = bx[i], by[i], bz[i]
+        s0 = x * g00 + y * g10 + z * g20
+        s1 = x * g01 + y * g11 + z * g21
+        s2 = x * g02 + y * g12 + z * g22
+        d0 = s0 - p0[i]
+        d1 = s1 - p1[i]
+        d2 = s2 - p2[i]
+        p0[i] = s0
+        p1[i] = s1
+        p2[i] = s2
         # minimum image of the one-frame step: an atom never moves half a cell per frame
-        d -= math.floor(d + 0.5)
-        acc[i, k] += d
-        prev[i, k] = s[k]
-    for k in range(3):
-        out_row[k] = acc[i, 0] * cells[t, 0, k] + acc[i, 1] * cells[t, 1, k] + acc[i, 2] * cells[t, 2, k]
+        c0 = a0[i] + (d0 - math.floor(d0 + 0.5))
+        c1 = a1[i] + (d1 - math.floor(d1 + 0.5))
+        c2 = a2[i] + (d2 - math.floor(d2 + 0.5))
+        a0[i] = c0
+        a1[i] = c1
+        a2[i] = c2
+        vx = c0 * h00 + c1 * h10 + c2 * h20 - f0[i]
+        vy = c0 * h01 + c1 * h11 + c2 * h21 - f1[i]
+        vz = c0 * h02 + c1 * h12 + c2 * h22 - f2[i]
+        ux[i] = vx
+        uy[i] = vy
+        uz[i] = vz
+        wi = w[i]
+        sx += wi * vx
+        sy += wi * vy
+        sz += wi * vz
+    return sx, sy, sz
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_VEC)
 def unwrap_chunk(pos, cells, inv_cells, prev, acc, out):  # pragma: no cover - compiled
     """Unwrap one chunk of frames frame to frame in fractional coordinates (NPT-safe).
 
-    pos: (f, n, 3) Cartesian positions in Å (any image); cells, inv_cells: (f, 3, 3), rows =
-    lattice vectors, and their inverses; prev: (n, 3) fractional positions of the frame before
-    this chunk (updated); acc: (n, 3) accumulated unwrapped fractional positions (updated);
-    out: (f, n, 3) unwrapped Cartesian positions in Å (acc of each frame times its own cell).
-    The caller starts with ``prev = acc = s[0]`` so the first frame maps onto itself.
+    pos: (f, n, 3) Cartesian positions in Å (any image, float32 or float64); cells,
+    inv_cells: (f, 3, 3), rows = lattice vectors, and their inverses; prev: (3, n) fractional
+    positions of the frame before this chunk (updated); acc: (3, n) accumulated unwrapped
+    fractional positions (updated); out: (f, n, 3) unwrapped Cartesian positions in Å (acc
+    of each frame times its own cell). The caller starts with ``prev = acc = s[0]`` (plus
+    whole-cell shifts) so the first frame maps onto itself.
     """
     f, n = pos.shape[0], pos.shape[1]
-    s = np.empty(3)
+    bx = np.empty(n)
+    by = np.empty(n)
+    bz = np.empty(n)
+    ux = np.empty(n)
+    uy = np.empty(n)
+    uz = np.empty(n)
+    origin = np.zeros((3, n))
+    no_weights = np.zeros(n)
     for t in range(f):
+        _frame_soa(pos[t], bx, by, bz)
+        _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], prev, acc, origin, no_weights, ux, uy, uz)
         for i in range(n):
-            _unwrap_atom(pos, cells, inv_cells, t, i, prev, acc, s, out[t, i])
+            out[t, i, 0] = ux[i]
+            out[t, i, 1] = uy[i]
+            out[t, i, 2] = uz[i]
 
 
-@njit(cache=True)
-def collect_chunk(pos, cells, inv_cells, do_unwrap, prev, acc, weights, mobile, framework,
-                  first_mob, first_fw, com0, t0, out_mob, out_com, max_fw):  # pragma: no cover - compiled
+@njit(cache=True, fastmath=_VEC)
+def collect_chunk(pos, cells, inv_cells, do_unwrap, prev, acc, weights, mobile, is_framework,
+                  first, t0, out_mob, out_com, max_fw):  # pragma: no cover - compiled
     """Fused pass over one chunk of frames: unwrap, reference centre of mass, mobile-ion
     displacements (time last), largest framework excursion. One read of every atom per frame.
 
-    pos: (f, n, 3) Å; cells/inv_cells: (f, 3, 3); do_unwrap: positions may jump across the
-    cell (else they are continuous already); prev/acc: (n, 3) fractional unwrapping state (see
-    :func:`unwrap_chunk`); weights: (n,) COM weights (sum 1, zeros outside the reference;
-    all zeros = no drift correction); mobile, framework: atom indices; first_mob/first_fw:
-    their positions at frame 0; com0: (3,) reference COM at frame 0; t0: index of the chunk's
-    first frame in the whole run; out_mob: (n_mob, 3, F) displacement from the start minus
-    the COM drift (written at t0 + t); out_com: (f, 3) COM per frame. Returns the running
-    maximum of |framework displacement − COM drift| (Å), starting from max_fw.
+    pos: (f, n, 3) Å, float32 or float64 as stored; cells/inv_cells: (f, 3, 3) float64;
+    do_unwrap: positions may jump across the cell (else they are continuous already);
+    prev/acc: (3, n) float64 unwrapping state carried across chunks (see :func:`_unwrap_soa`;
+    the caller starts both at frame 0's fractional positions; unused without unwrapping);
+    weights: (n,) COM weights (sum 1, zeros outside the reference; all zeros = no drift
+    correction); mobile: (m,) atom indices; is_framework: (n,) 1.0 for framework atoms else
+    0.0; first: (3, n) Cartesian positions at frame 0 (Å); t0: index of the chunk's first
+    frame in the run; out_mob: (m, 3, F) displacement from the start minus the COM drift,
+    written at t0 + t (float32 or float64); out_com: (f, 3) COM drift from frame 0 (Å).
+    Returns the running maximum of |framework displacement − COM drift| (Å), from max_fw.
     """
     f, n = pos.shape[0], pos.shape[1]
-    buf = np.empty((n, 3))
-    s = np.empty(3)
-    best = max_fw * max_fw
+    bx = np.empty(n)
+    by = np.empty(n)
+    bz = np.empty(n)
+    ux = np.empty(n)
+    uy = np.empty(n)
+    uz = np.empty(n)
+    f0, f1, f2 = first[0], first[1], first[2]
+    run_max = np.full(n, max_fw * max_fw)
     for t in range(f):
-        cx = 0.0
-        cy = 0.0
-        cz = 0.0
-        for i in range(n):
-            if do_unwrap:
-                _unwrap_atom(pos, cells, inv_cells, t, i, prev, acc, s, buf[i])
-            else:
-                for k in range(3):
-                    buf[i, k] = pos[t, i, k]
-            w = weights[i]
-            if w != 0.0:
-                cx += w * buf[i, 0]
-                cy += w * buf[i, 1]
-                cz += w * buf[i, 2]
-        out_com[t, 0] = cx
-        out_com[t, 1] = cy
-        out_com[t, 2] = cz
-        sx = cx - com0[0]
-        sy = cy - com0[1]
-        sz = cz - com0[2]
+        _frame_soa(pos[t], bx, by, bz)
+        if do_unwrap:
+            sx, sy, sz = _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], prev, acc, first, weights, ux, uy, uz)
+        else:
+            sx = 0.0
+            sy = 0.0
+            sz = 0.0
+            for i in range(n):
+                vx = bx[i] - f0[i]
+                vy = by[i] - f1[i]
+                vz = bz[i] - f2[i]
+                ux[i] = vx
+                uy[i] = vy
+                uz[i] = vz
+                w = weights[i]
+                sx += w * vx
+                sy += w * vy
+                sz += w * vz
+        # (sx, sy, sz) = COM(t) − COM(0) = Σ w_i (r_i(t) − r_i(0)): the drift
+        out_com[t, 0] = sx
+        out_com[t, 1] = sy
+        out_com[t, 2] = sz
+        for i in range(n):  # element-wise running maximum: vectorises, a max-reduction does not
+            dx = ux[i] - sx
+            dy = uy[i] - sy
+            dz = uz[i] - sz
+            v = is_framework[i] * (dx * dx + dy * dy + dz * dz)
+            if v > run_max[i]:
+                run_max[i] = v
         for a in range(mobile.shape[0]):
             i = mobile[a]
-            out_mob[a, 0, t0 + t] = buf[i, 0] - first_mob[a, 0] - sx
-            out_mob[a, 1, t0 + t] = buf[i, 1] - first_mob[a, 1] - sy
-            out_mob[a, 2, t0 + t] = buf[i, 2] - first_mob[a, 2] - sz
-        for a in range(framework.shape[0]):
-            i = framework[a]
-            dx = buf[i, 0] - first_fw[a, 0] - sx
-            dy = buf[i, 1] - first_fw[a, 1] - sy
-            dz = buf[i, 2] - first_fw[a, 2] - sz
-            v = dx * dx + dy * dy + dz * dz
-            if v > best:
-                best = v
-    return math.sqrt(best)
+            out_mob[a, 0, t0 + t] = ux[i] - sx
+            out_mob[a, 1, t0 + t] = uy[i] - sy
+            out_mob[a, 2, t0 + t] = uz[i] - sz
+    return math.sqrt(run_max.max())
+
+
+@njit(cache=True, fastmath=_VEC)
+def power_accumulate(spec, g_hat, p_dir, s2_w):  # pragma: no cover - compiled
+    """Power spectra of (ion, x/y/z) series, accumulated two ways.
+
+    spec: (3m, K) complex rfft of m ions' x, y, z series (rows ion-major); g_hat: (K,)
+    spectral weights (see :func:`superion.msd.spectral_weights`); p_dir: (3, K) running sum
+    of |spec|² over ions per direction (updated); s2_w: (m,) Σ_k |spec_k|² g_hat_k summed
+    over x, y, z per ion (overwritten).
+    """
+    s, K = spec.shape
+    for j in range(s // 3):
+        acc = 0.0
+        for d in range(3):
+            row = spec[3 * j + d]
+            out = p_dir[d]
+            for k in range(K):
+                v = row[k]
+                p = v.real * v.real + v.imag * v.imag
+                out[k] += p
+                acc += p * g_hat[k]
+        s2_w[j] = acc
+
+
+@njit(cache=True, fastmath=_VEC)
+def centre_square(disp, h, x, x2_dir, s1_w):  # pragma: no cover - compiled
+    """One pass over a chunk of ions for the FFT MSD: centred series and their squares.
+
+    disp: (m, 3, T) displacements (float32 or float64, Å); h: (T,) weights of x² in the
+    per-ion fit sum (may be empty: then s1_w is left alone); x: (3m, ≥ T) float64, the centred
+    series (written: MSD is translation invariant, centring keeps S1 − 2 S2 small); x2_dir:
+    (3, T) running sum of x² over ions per direction (updated); s1_w: (m,) Σ_t h_t Σ_xyz x²
+    per ion (written).
+    """
+    m, _, T = disp.shape
+    use_h = h.shape[0] == T
+    for j in range(m):
+        acc = 0.0
+        for d in range(3):
+            src = disp[j, d]
+            row = x[3 * j + d]
+            mean = 0.0
+            for t in range(T):
+                mean += src[t]
+            mean /= T
+            out = x2_dir[d]
+            for t in range(T):
+                v = src[t] - mean
+                row[t] = v
+                v2 = v * v
+                out[t] += v2
+                if use_h:
+                    acc += v2 * h[t]
+        if use_h:
+            s1_w[j] = acc
 
 
 @njit(cache=True)
@@ -126,14 +259,17 @@ def msd_s1(x2, out):  # pragma: no cover - compiled
 def max_sq_disp(disp, out):  # pragma: no cover - compiled
     """Per-ion maximum over time of |r(t) − r(0)|².
 
-    disp: (n, 3, T) positions in Å (time last); out: (n,) Å², updated as a running maximum
+    disp: (n, 3, T) positions in Å (time last, float32 or float64); out: (n,) Å², updated as a running maximum
     (so it can be called chunk by chunk with the same origin already subtracted).
     """
     n, _, T = disp.shape
     for i in range(n):
         best = out[i]
         for t in range(T):
-            v = (disp[i, 0, t] - disp[i, 0, 0]) ** 2 + (disp[i, 1, t] - disp[i, 1, 0]) ** 2 + (disp[i, 2, t] - disp[i, 2, 0]) ** 2
+            dx = np.float64(disp[i, 0, t]) - disp[i, 0, 0]
+            dy = np.float64(disp[i, 1, t]) - disp[i, 1, 0]
+            dz = np.float64(disp[i, 2, t]) - disp[i, 2, 0]
+            v = dx * dx + dy * dy + dz * dz
             if v > best:
                 best = v
         out[i] = best

@@ -47,10 +47,33 @@ def msd_reference(x: np.ndarray, lags=None) -> np.ndarray:
     return np.stack([((x[:, m:] - x[:, : T - m]) ** 2).mean(axis=1) for m in lags], axis=1)
 
 
-def _chunk_size(n_series_per_item: int, T: int, max_bytes: float) -> int:
-    # rfft spectrum (complex, ~T+1 per series), padded inverse (~2T), x, x², s1, out (~4T): ~8T doubles
-    per_item = n_series_per_item * 8 * 10 * T
-    return max(1, int(max_bytes // per_item))
+# Target size of the complex spectrum of one chunk of ions: small enough to stay in cache and
+# below glibc's mmap threshold (so chunks reuse memory instead of faulting in new pages).
+_SPECTRUM_BYTES = 4 << 20
+
+
+def _chunk_ions(T: int, n_fft: int, max_bytes: float) -> int:
+    """Ions per chunk: the spectrum (3 series × n_fft/2+1 complex) plus the padded work rows."""
+    per_ion = 3 * (16 * (n_fft // 2 + 1) + 8 * n_fft)
+    return max(1, int(min(max_bytes, _SPECTRUM_BYTES) // per_ion))
+
+
+def spectral_weights(lag_weights: np.ndarray, n_fft: int) -> np.ndarray:
+    """Weights ĝ (n_fft/2+1,) with Σ_m g_m · irfft(P, n_fft)[m] = Σ_k P_k ĝ_k for any real
+    spectrum P (such as a power spectrum): the adjoint of the inverse real FFT.
+
+    irfft(P)[m] = (1/n) [P_0 + 2 Σ_{0<k<n/2} P_k cos(2πkm/n) (+ P_{n/2} cos(πm), n even)],
+    so ĝ_k = c_k / n · Re(rfft(g))_k with c_0 = 1, c_{n/2} = 1 (n even) and c_k = 2 otherwise.
+    """
+    from scipy.fft import rfft
+
+    g = np.zeros(n_fft)
+    g[: len(lag_weights)] = lag_weights
+    c = np.full(n_fft // 2 + 1, 2.0)
+    c[0] = 1.0
+    if n_fft % 2 == 0:
+        c[-1] = 1.0
+    return c / n_fft * rfft(g).real
 
 
 @dataclass
@@ -58,37 +81,79 @@ class IonMSD:
     """MSD of a set of ions (Å², lag index = frame offset).
 
     mean: (T,) averaged over ions, summed over x, y, z; per_dir: (T, 3) averaged over ions;
-    per_ion: (n, L) summed over x, y, z, only for the requested lags (or None);
-    collective: (T,) MSD of the summed displacement divided by n (centre-of-charge MSD in the
-    convention of pymatgen's ``mscd``: equals ``mean`` for uncorrelated ions).
+    per_ion_fit: (n,) Σ_m w_m MSD_i(m) over the lags of the fit window for the given weights
+    w (e.g. OLS slope weights, so that it is each ion's own fitted slope), summed over x, y, z,
+    or None; collective: (T,) MSD of the summed displacement divided by n (centre-of-charge
+    MSD in the convention of pymatgen's ``mscd``: equals ``mean`` for uncorrelated ions).
     """
 
     mean: np.ndarray
     per_dir: np.ndarray
-    per_ion: np.ndarray | None
+    per_ion_fit: np.ndarray | None
     collective: np.ndarray
 
 
 def ion_msd(
     disp: np.ndarray,
     *,
-    per_ion_lags: slice | None = None,
+    fit_lags: slice | None = None,
+    fit_weights: np.ndarray | None = None,
     max_bytes: float = DEFAULT_MAX_BYTES,
+    summed: np.ndarray | None = None,
 ) -> IonMSD:
-    """All-origin MSD of ions from displacements ``disp`` (n, 3, T) Å, chunked over ions."""
+    """All-origin MSD of ions from displacements ``disp`` (n, 3, T) Å (float32 or float64).
+
+    Every series is transformed once (forward real FFT, zero-padded to ≥ 2T). The power
+    spectra are summed over ions per direction, so the ion-averaged MSD needs three inverse
+    transforms in all; each ion's weighted sum over the fit lags (its OLS slope) comes from
+    two dot products, ``x² · h`` for S1 and ``|X|² · ĝ`` for S2 (:func:`spectral_weights`), so no
+    per-ion MSD curve is ever built. Work O(n T log T), memory O(T) beyond ``disp``.
+    """
+    from scipy.fft import irfft, next_fast_len, rfft
+
+    from superion.kernels import centre_square, power_accumulate
+
     n, _, T = disp.shape
-    chunk = _chunk_size(3, T, max_bytes)
-    per_dir = np.zeros((T, 3))
+    n_fft = next_fast_len(2 * T, real=True)
+    K = n_fft // 2 + 1
+    lag = np.arange(T)
+    norm = (T - lag).astype(np.float64)
+    p_dir = np.zeros((3, K))
+    x2_dir = np.zeros((3, T))
     per_ion = None
-    if per_ion_lags is not None:
-        n_l = len(range(*per_ion_lags.indices(T)))
-        per_ion = np.empty((n, n_l))
+    if fit_lags is not None:
+        lags = lag[fit_lags]
+        w = np.asarray(fit_weights, dtype=np.float64) if fit_weights is not None else np.ones(len(lags))
+        if len(w) != len(lags) or len(lags) == 0 or np.any(np.diff(lags) != 1):
+            raise ValueError("fit_weights must match a non-empty contiguous fit_lags slice")
+        g = np.zeros(T)
+        g[lags] = w / norm[lags]
+        # Σ_m g_m S1(m) = Σ_t x²(t) h_t: S1(m) sums x² over t ≥ m and over t ≤ T−1−m
+        gc = np.cumsum(g)
+        h = gc + gc[::-1]
+        g_hat = spectral_weights(g, n_fft)
+        per_ion = np.empty(n)
+    else:
+        h, g_hat = np.zeros(0), np.zeros(K)
+    chunk = _chunk_ions(T, n_fft, max_bytes)
+    s1_w, s2_w = np.empty(chunk), np.empty(chunk)
+    # zero-padded work rows, padded once: rfft then needs no padded copy per chunk
+    x = np.zeros((3 * chunk, n_fft))
+    disp = np.ascontiguousarray(disp)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
-        m = msd_fft(disp[a:b].reshape((b - a) * 3, T)).reshape(b - a, 3, T)
-        per_dir += m.sum(axis=0).T
+        xa = x[: 3 * (b - a)]
+        centre_square(disp[a:b], h, xa, x2_dir, s1_w)
+        spec = rfft(xa, axis=1)
+        power_accumulate(spec, g_hat, p_dir, s2_w)
         if per_ion is not None:
-            per_ion[a:b] = m[:, :, per_ion_lags].sum(axis=1)
-    per_dir /= n
-    collective = msd_fft(disp.sum(axis=0)).sum(axis=0) / n
+            per_ion[a:b] = s1_w[: b - a] - 2.0 * s2_w[: b - a]
+        del spec
+    s1 = np.empty((3, T))
+    msd_s1(x2_dir, s1)
+    s2 = irfft(p_dir, n=n_fft, axis=1)[:, :T] / norm
+    per_dir = ((s1 - 2.0 * s2) / n).T
+    np.maximum(per_dir, 0.0, out=per_dir)  # FFT round-off can give −1e-12 at lag 0
+    summed = disp.sum(axis=0, dtype=np.float64) if summed is None else summed
+    collective = msd_fft(summed).sum(axis=0) / n
     return IonMSD(per_dir.sum(axis=1), per_dir, per_ion, collective)

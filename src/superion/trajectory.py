@@ -326,6 +326,15 @@ class TrajectoryReader:
         """Velocities (f, n, 3) Å/fs when stored, else None."""
         return None
 
+    def iter_positions_stored(self, chunk_frames: int):
+        """Yield ``(frames, positions)`` over all frames in order: slices of about
+        ``chunk_frames`` frames and (f, N, 3) Å arrays in the stored precision (float32 or
+        float64), which may be read-only views valid until the next step."""
+        n = self.n_frames
+        for start in range(0, n, chunk_frames):
+            frames = slice(start, min(start + chunk_frames, n))
+            yield frames, self.positions(frames)
+
     def close(self) -> None:
         pass
 
@@ -362,6 +371,20 @@ def _read_frames(ds, frames, n: int) -> np.ndarray:
         return ds[sel]
     data = ds[sel] if len(sel) else ds[0:0]
     return data[inverse]
+
+
+def _raw_chunks_readable(ds) -> bool:
+    """Whether the chunks of an (F, N, 3) dataset can be read as raw bytes: chunks of whole
+    frames, no filters (compression, shuffle, checksum, scale-offset), native byte order,
+    and every chunk written (an unwritten chunk has no bytes to read)."""
+    try:
+        if ds.chunks is None or tuple(ds.chunks[1:]) != tuple(ds.shape[1:]) or not ds.dtype.isnative:
+            return False
+        if ds.compression is not None or ds.shuffle or ds.fletcher32 or ds.scaleoffset is not None:
+            return False
+        return ds.id.get_num_chunks() == -(-ds.shape[0] // ds.chunks[0])
+    except Exception:  # an h5py/HDF5 without chunk queries: take the general path
+        return False
 
 
 class H5TrajectoryReader(TrajectoryReader):
@@ -416,6 +439,25 @@ class H5TrajectoryReader(TrajectoryReader):
         if atoms is not None:
             data = data[:, atoms]
         return np.asarray(data, dtype=np.float64)
+
+    def iter_positions_stored(self, chunk_frames: int):
+        ds = self._pos
+        if _raw_chunks_readable(ds):
+            # Uncompressed chunks of whole frames: hand out each chunk's bytes as they are on
+            # disk (one copy from the page cache, no HDF5 selection machinery): ~2x faster.
+            cf = ds.chunks[0]
+            for start in range(0, self._n, cf):
+                stop = min(start + cf, self._n)
+                data = np.frombuffer(ds.id.read_direct_chunk((start, 0, 0))[1], dtype=ds.dtype)
+                yield slice(start, stop), data.reshape((cf,) + ds.shape[1:])[: stop - start]
+            return
+        # read_direct into one reused buffer: no fresh memory per chunk (page faults of new
+        # memory cost more than the read on some virtual machines)
+        buf = np.empty((min(chunk_frames, self._n),) + ds.shape[1:], dtype=ds.dtype)
+        for start in range(0, self._n, chunk_frames):
+            f = min(chunk_frames, self._n - start)
+            ds.read_direct(buf, np.s_[start : start + f], np.s_[0:f])
+            yield slice(start, start + f), buf[:f]
 
     def velocities(self, frames=slice(None), atoms=None) -> np.ndarray | None:
         if self._vel is None:

@@ -23,6 +23,7 @@ from superion.errors import SuperionError
 from superion.kernels import as_c64, collect_chunk, unwrap_chunk
 
 DEFAULT_CHUNK_FRAMES = 2000
+READ_CHUNK_BYTES = 4 << 20  # positions per chunk in collect_mobile (float32 frames)
 
 
 @dataclass
@@ -66,6 +67,11 @@ class ArrayTrajectory:
     def positions(self, frames=slice(None), atoms=None) -> np.ndarray:
         p = self.positions_A[frames]
         return np.array(p if atoms is None else p[:, atoms])
+
+    def iter_positions_stored(self, chunk_frames: int):
+        for start in range(0, self.n_frames, chunk_frames):
+            frames = slice(start, min(start + chunk_frames, self.n_frames))
+            yield frames, self.positions_A[frames]  # views: nothing to copy
 
 
 def to_fractional(positions: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -126,8 +132,8 @@ def iter_unwrapped(
             pos = as_c64(pos)
             if prev is None:
                 frac0 = to_fractional(pos[:1], cells[:1])[0]
-                prev = frac0.copy()
-                acc = frac0 + whole_shifts(frac0, groups, cells[0])
+                prev = as_c64(frac0.T)
+                acc = as_c64((frac0 + whole_shifts(frac0, groups, cells[0])).T)
             out = np.empty_like(pos)
             unwrap_chunk(pos, as_c64(cells), as_c64(np.linalg.inv(cells)), prev, acc, out)
         else:
@@ -141,9 +147,10 @@ def iter_unwrapped(
 class MobileDisplacements:
     """Drift-corrected unwrapped displacements of the mobile ions from their start.
 
-    disp_A: (n_ions, 3, F) Å, time last; drift_A: (F, 3) Å displacement of the reference
-    centre of mass that was removed; volumes_A3: (F,); drift_method: "framework", "system"
-    or "none".
+    disp_A: (n_ions, 3, F) Å, time last, in the precision the positions are stored in
+    (float32 for superion's trajectory.h5, float64 for in-memory and ASE trajectories);
+    drift_A: (F, 3) Å displacement of the reference centre of mass that was removed;
+    volumes_A3: (F,); drift_method: "framework", "system" or "none".
     """
 
     disp_A: np.ndarray
@@ -153,12 +160,27 @@ class MobileDisplacements:
     max_framework_disp_A: float | None = None
 
 
+def iter_stored(traj, chunk_frames: int):
+    """``(frames, positions (f, N, 3) Å)`` over all frames in their stored precision (float32
+    or float64): the reader's own chunked iterator when it has one (superion's .h5 reads raw
+    chunks), else ``positions()`` slices."""
+    it = getattr(traj, "iter_positions_stored", None)
+    if it is not None:
+        yield from it(chunk_frames)
+        return
+    n = int(traj.n_frames)
+    for start in range(0, n, chunk_frames):
+        frames = slice(start, min(start + chunk_frames, n))
+        pos = np.asarray(traj.positions(frames))
+        yield frames, (pos if pos.dtype in (np.float32, np.float64) else pos.astype(np.float64))
+
+
 def collect_mobile(
     traj,
     mobile: np.ndarray,
     *,
     drift: str = "framework",
-    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    chunk_frames: int | None = None,
 ) -> MobileDisplacements:
     """Unwrap, remove drift, and keep only the mobile ions' displacements.
 
@@ -166,8 +188,15 @@ def collect_mobile(
     simulated); falls back to "none" when every atom is mobile (then a warning is due —
     removing the system COM would cancel the collective displacement of the mobile ions);
     "system" = whole-system COM; "none" = no correction.
+
+    One streaming pass: frames are read chunk by chunk in their stored precision
+    (:func:`iter_stored`) and handed to the fused kernel :func:`superion.kernels.collect_chunk`; only the
+    mobile ions' displacements (n_ions × 3 × F) are kept. ``chunk_frames`` None: ~4 MB of
+    positions per chunk (cache-sized, and reused memory rather than freshly faulted pages).
     """
-    mobile = np.asarray(mobile, dtype=int)
+    if chunk_frames is None:
+        chunk_frames = max(16, READ_CHUNK_BYTES // max(1, 12 * int(traj.n_atoms)))
+    mobile = np.asarray(mobile, dtype=np.int64)
     n_atoms, n_frames = int(traj.n_atoms), int(traj.n_frames)
     masses = np.asarray(traj.masses, dtype=np.float64)
     is_mobile = np.zeros(n_atoms, dtype=bool)
@@ -178,30 +207,28 @@ def collect_mobile(
     if drift not in ("framework", "system", "none"):
         raise SuperionError(f"unknown drift correction {drift!r}; use framework, system or none")
     ref = {"framework": framework, "system": np.arange(n_atoms), "none": None}[drift]
-    # without a reference COM only the mobile ions need to be read
-    sel = None if ref is not None else mobile
-    n_sel = n_atoms if sel is None else mobile.size
-    weights = np.zeros(n_sel)
+    weights = np.zeros(n_atoms)
     if ref is not None:
         weights[ref] = masses[ref] / masses[ref].sum()
-    mob_idx = mobile if sel is None else np.arange(mobile.size)
-    fw_idx = framework if drift == "framework" else np.zeros(0, dtype=int)
+    is_fw = np.zeros(n_atoms)
+    if drift == "framework":
+        is_fw[framework] = 1.0
 
-    disp = np.empty((mobile.size, 3, n_frames), dtype=np.float64)
-    com = np.zeros((n_frames, 3))
-    volumes = np.empty(n_frames)
-    state = None
+    disp = com = volumes = None
+    prev = acc = first = None
     max_fw = 0.0
-    for start in range(0, n_frames, chunk_frames):
-        frames = slice(start, min(start + chunk_frames, n_frames))
-        pos = as_c64(traj.positions(frames, sel))
-        cells = as_c64(traj.cells(frames))
+    all_cells = as_c64(traj.cells(slice(0, n_frames)))  # (F, 3, 3): small
+    for frames, pos in iter_stored(traj, chunk_frames):
+        cells = all_cells[frames]
+        if disp is None:
+            disp = np.empty((mobile.size, 3, n_frames), dtype=pos.dtype)
+            com = np.zeros((n_frames, 3))
+            volumes = np.empty(n_frames)
+            # frame 0: unwrapped = as read
+            first = np.array(pos[0].T, dtype=np.float64, order="C")  # copies: buf is refilled
+            state = to_fractional(pos[:1].astype(np.float64), cells[:1])[0] if traj.wrapped else first.T
+            prev, acc = np.array(state.T, order="C"), np.array(state.T, order="C")
         volumes[frames] = np.abs(np.linalg.det(cells))
-        if state is None:  # frame 0: unwrapped = as read
-            frac0 = to_fractional(pos[:1], cells[:1])[0]
-            state = (frac0.copy(), frac0.copy(), pos[0, mob_idx].copy(), pos[0, fw_idx].copy(), weights @ pos[0])
-        prev, acc, first_mob, first_fw, com0 = state
         max_fw = collect_chunk(pos, cells, as_c64(np.linalg.inv(cells)), bool(traj.wrapped), prev, acc, weights,
-                               mob_idx, fw_idx, first_mob, first_fw, com0, start, disp, com[frames], max_fw)
-    drift_A = com - com[0] if ref is not None else com
-    return MobileDisplacements(disp, drift_A, volumes, drift, max_fw if drift == "framework" else None)
+                               mobile, is_fw, first, frames.start, disp, com[frames], max_fw)
+    return MobileDisplacements(disp, com, volumes, drift, max_fw if drift == "framework" else None)
