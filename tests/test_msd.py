@@ -157,6 +157,9 @@ def test_collect_mobile_removes_mass_weighted_framework_drift(wrapped):
     assert np.allclose(mob.volumes_A3, np.abs(np.linalg.det(cells)))
     fw_ref = np.linalg.norm(true[:, 4:] - true[:1, 4:] - drift[:, None, :], axis=-1).max()
     assert mob.max_framework_disp_A == pytest.approx(fw_ref)
+    # the statistics gathered on the way: charge displacement and per-ion max squared displacement
+    assert np.allclose(mob.summed_A, expected.sum(axis=0), atol=1e-9)
+    assert np.allclose(mob.max_sq_disp_A2, (expected**2).sum(axis=1).max(axis=1))
 
 
 def test_collect_mobile_without_framework_falls_back_to_none():

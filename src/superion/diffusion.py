@@ -137,11 +137,15 @@ def analyze_displacements(
     active_threshold_A2: float = DEFAULT_ACTIVE_THRESHOLD_A2,
     active_normalization: float | None = None,
     max_bytes: float | None = None,
+    summed_A: np.ndarray | None = None,
+    max_sq_disp_A2: np.ndarray | None = None,
 ) -> DiffusionResult:
     """Diffusivity, conductivity, Haven ratio and active ions from mobile-ion displacements.
 
     disp_A: (n_ions, 3, F) unwrapped, drift-corrected positions (Å, float32 or float64); frame_interval_fs: time
-    between frames (fs); volumes_A3: (F,) cell volume per frame (Å³).
+    between frames (fs); volumes_A3: (F,) cell volume per frame (Å³); summed_A (3, F) Σ_i Δr_i
+    and max_sq_disp_A2 (n_ions,) when the caller has them already (:func:`collect_mobile`
+    computes both on the way), else they are computed here.
     """
     from superion.kernels import max_sq_disp
     from superion.msd import DEFAULT_MAX_BYTES, ion_msd
@@ -171,7 +175,8 @@ def analyze_displacements(
     t = lag_ps[window]
     w = ols_slope_weights(t)
     # each ion's own OLS slope over the window comes straight out of the FFT pass
-    summed = disp_A.sum(axis=0, dtype=np.float64)  # (3, F) Σ_i Δr_i: the charge displacement
+    # (3, F) Σ_i Δr_i: the charge displacement
+    summed = disp_A.sum(axis=0, dtype=np.float64) if summed_A is None else np.asarray(summed_A, dtype=np.float64)
     res = ion_msd(disp_A, fit_lags=window, fit_weights=w, max_bytes=max_bytes or DEFAULT_MAX_BYTES, summed=summed)
 
     d_ion = res.per_ion_fit / 6.0 * A2_PS_TO_CM2_S  # per-ion D, cm²/s
@@ -192,8 +197,11 @@ def analyze_displacements(
     if haven is not None and D_sigma_se is not None and np.isfinite(stderr):
         haven_se = haven * float(np.hypot(stderr / D, D_sigma_se / D_sigma))
 
-    msq = np.zeros(n_ions)
-    max_sq_disp(np.ascontiguousarray(disp_A), msq)
+    if max_sq_disp_A2 is None:
+        msq = np.zeros(n_ions)
+        max_sq_disp(np.ascontiguousarray(disp_A), msq)
+    else:
+        msq = np.asarray(max_sq_disp_A2, dtype=np.float64)
     active = active_ions(msq, active_threshold_A2, active_normalization)
 
     warnings: list[str] = []
@@ -331,7 +339,8 @@ def analyze_trajectory(
         raise SuperionError(f"temperature must be positive, got {T}; pass --temperature-K")
     dt = frame_interval_from(traj, frame_interval_fs)
     mob = collect_mobile(traj, mobile, drift=drift, chunk_frames=chunk_frames)
-    result = analyze_displacements(mob.disp_A, dt, T, mob.volumes_A3, species=species, **kwargs)
+    result = analyze_displacements(mob.disp_A, dt, T, mob.volumes_A3, species=species, summed_A=mob.summed_A,
+                                   max_sq_disp_A2=mob.max_sq_disp_A2, **kwargs)
     result.summary["drift_correction"] = mob.drift_method
     result.summary["max_framework_displacement_A"] = mob.max_framework_disp_A
     if mob.drift_method == "none" and drift == "framework":

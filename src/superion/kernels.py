@@ -35,14 +35,17 @@ def _frame_soa(pos_t, bx, by, bz):  # pragma: no cover - compiled
 
 
 @njit(cache=True, fastmath=_VEC)
-def _unwrap_soa(bx, by, bz, g, h, prev, acc, first, w, ux, uy, uz):  # pragma: no cover - compiled
+def _unwrap_soa(bx, by, bz, g, h, acc, first, w, ux, uy, uz):  # pragma: no cover - compiled
     """Unwrap one frame and return the w-weighted mean displacement from frame 0 (3 floats).
 
     bx/by/bz: (n,) Cartesian positions (Å, any image); g, h: (3, 3) inverse cell and cell
-    (rows = lattice vectors); prev: (3, n) the last frame's fractional positions, acc: (3, n)
-    accumulated unwrapped fractional positions (both updated: step to prev, minimum image,
-    accumulate); first: (3, n) Cartesian positions at frame 0; ux/uy/uz: (n,) written with
-    acc · h − first, the displacement from frame 0 in this frame's cell (Å).
+    (rows = lattice vectors); acc: (3, n) unwrapped fractional positions of the last frame,
+    replaced by this frame's: the image of s = r · g nearest to the last one,
+    ``s − round(s − acc)``, i.e. the minimum image of the one-frame step (an atom never moves
+    half a cell between frames; acc differs from the wrapped s by whole cells, so no separate
+    last-frame array is needed and no rounding error accumulates); first: (3, n) Cartesian
+    positions at frame 0; ux/uy/uz: (n,) written with acc · h − first, the displacement
+    from frame 0 in this frame's cell (Å).
     """
     g00, g01, g02 = g[0, 0], g[0, 1], g[0, 2]
     g10, g11, g12 = g[1, 0], g[1, 1], g[1, 2]
@@ -50,7 +53,6 @@ def _unwrap_soa(bx, by, bz, g, h, prev, acc, first, w, ux, uy, uz):  # pragma: n
     h00, h01, h02 = h[0, 0], h[0, 1], h[0, 2]
     h10, h11, h12 = h[1, 0], h[1, 1], h[1, 2]
     h20, h21, h22 = h[2, 0], h[2, 1], h[2, 2]
-    p0, p1, p2 = prev[0], prev[1], prev[2]
     a0, a1, a2 = acc[0], acc[1], acc[2]
     f0, f1, f2 = first[0], first[1], first[2]
     sx = 0.0
@@ -61,16 +63,9 @@ def _unwrap_soa(bx, by, bz, g, h, prev, acc, first, w, ux, uy, uz):  # pragma: n
         s0 = x * g00 + y * g10 + z * g20
         s1 = x * g01 + y * g11 + z * g21
         s2 = x * g02 + y * g12 + z * g22
-        d0 = s0 - p0[i]
-        d1 = s1 - p1[i]
-        d2 = s2 - p2[i]
-        p0[i] = s0
-        p1[i] = s1
-        p2[i] = s2
-        # minimum image of the one-frame step: an atom never moves half a cell per frame
-        c0 = a0[i] + (d0 - math.floor(d0 + 0.5))
-        c1 = a1[i] + (d1 - math.floor(d1 + 0.5))
-        c2 = a2[i] + (d2 - math.floor(d2 + 0.5))
+        c0 = s0 - math.floor(s0 - a0[i] + 0.5)
+        c1 = s1 - math.floor(s1 - a1[i] + 0.5)
+        c2 = s2 - math.floor(s2 - a2[i] + 0.5)
         a0[i] = c0
         a1[i] = c1
         a2[i] = c2
@@ -88,15 +83,15 @@ def _unwrap_soa(bx, by, bz, g, h, prev, acc, first, w, ux, uy, uz):  # pragma: n
 
 
 @njit(cache=True, fastmath=_VEC)
-def unwrap_chunk(pos, cells, inv_cells, prev, acc, out):  # pragma: no cover - compiled
+def unwrap_chunk(pos, cells, inv_cells, acc, out):  # pragma: no cover - compiled
     """Unwrap one chunk of frames frame to frame in fractional coordinates (NPT-safe).
 
     pos: (f, n, 3) Cartesian positions in Å (any image, float32 or float64); cells,
-    inv_cells: (f, 3, 3), rows = lattice vectors, and their inverses; prev: (3, n) fractional
-    positions of the frame before this chunk (updated); acc: (3, n) accumulated unwrapped
-    fractional positions (updated); out: (f, n, 3) unwrapped Cartesian positions in Å (acc
-    of each frame times its own cell). The caller starts with ``prev = acc = s[0]`` (plus
-    whole-cell shifts) so the first frame maps onto itself.
+    inv_cells: (f, 3, 3), rows = lattice vectors, and their inverses; acc: (3, n) unwrapped
+    fractional positions of the frame before this chunk (updated, see :func:`_unwrap_soa`);
+    out: (f, n, 3) unwrapped Cartesian positions in Å (acc of each frame times its own
+    cell). The caller starts with ``acc = s[0]`` (plus whole-cell shifts that keep clusters
+    whole) so the first frame maps onto itself.
     """
     f, n = pos.shape[0], pos.shape[1]
     bx = np.empty(n)
@@ -109,7 +104,7 @@ def unwrap_chunk(pos, cells, inv_cells, prev, acc, out):  # pragma: no cover - c
     no_weights = np.zeros(n)
     for t in range(f):
         _frame_soa(pos[t], bx, by, bz)
-        _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], prev, acc, origin, no_weights, ux, uy, uz)
+        _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], acc, origin, no_weights, ux, uy, uz)
         for i in range(n):
             out[t, i, 0] = ux[i]
             out[t, i, 1] = uy[i]
@@ -117,21 +112,24 @@ def unwrap_chunk(pos, cells, inv_cells, prev, acc, out):  # pragma: no cover - c
 
 
 @njit(cache=True, fastmath=_VEC)
-def collect_chunk(pos, cells, inv_cells, do_unwrap, prev, acc, weights, mobile, is_framework,
-                  first, t0, out_mob, out_com, max_fw):  # pragma: no cover - compiled
+def collect_chunk(pos, cells, inv_cells, do_unwrap, acc, weights, mobile, is_framework,
+                  first, t0, out_mob, out_com, out_sum, out_msq, max_fw):  # pragma: no cover - compiled
     """Fused pass over one chunk of frames: unwrap, reference centre of mass, mobile-ion
     displacements (time last), largest framework excursion. One read of every atom per frame.
 
     pos: (f, n, 3) Å, float32 or float64 as stored; cells/inv_cells: (f, 3, 3) float64;
     do_unwrap: positions may jump across the cell (else they are continuous already);
-    prev/acc: (3, n) float64 unwrapping state carried across chunks (see :func:`_unwrap_soa`;
-    the caller starts both at frame 0's fractional positions; unused without unwrapping);
+    acc: (3, n) float64 unwrapped fractional positions carried across chunks (see
+    :func:`_unwrap_soa`; the caller starts it at frame 0's; unused without unwrapping);
     weights: (n,) COM weights (sum 1, zeros outside the reference; all zeros = no drift
     correction); mobile: (m,) atom indices; is_framework: (n,) 1.0 for framework atoms else
     0.0; first: (3, n) Cartesian positions at frame 0 (Å); t0: index of the chunk's first
     frame in the run; out_mob: (m, 3, F) displacement from the start minus the COM drift,
-    written at t0 + t (float32 or float64); out_com: (f, 3) COM drift from frame 0 (Å).
-    Returns the running maximum of |framework displacement − COM drift| (Å), from max_fw.
+    written at t0 + t (float32 or float64); out_com: (f, 3) COM drift from frame 0 (Å);
+    out_sum: (f, 3) Σ over mobile ions of their displacements (Å, the charge displacement);
+    out_msq: (m,) running maximum over time of each mobile ion's squared displacement (Å²,
+    updated). Returns the running maximum of |framework displacement − COM drift| (Å), from
+    max_fw.
     """
     f, n = pos.shape[0], pos.shape[1]
     bx = np.empty(n)
@@ -145,7 +143,7 @@ def collect_chunk(pos, cells, inv_cells, do_unwrap, prev, acc, weights, mobile, 
     for t in range(f):
         _frame_soa(pos[t], bx, by, bz)
         if do_unwrap:
-            sx, sy, sz = _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], prev, acc, first, weights, ux, uy, uz)
+            sx, sy, sz = _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], acc, first, weights, ux, uy, uz)
         else:
             sx = 0.0
             sy = 0.0
@@ -172,11 +170,26 @@ def collect_chunk(pos, cells, inv_cells, do_unwrap, prev, acc, weights, mobile, 
             v = is_framework[i] * (dx * dx + dy * dy + dz * dz)
             if v > run_max[i]:
                 run_max[i] = v
+        cx = 0.0
+        cy = 0.0
+        cz = 0.0
         for a in range(mobile.shape[0]):
             i = mobile[a]
-            out_mob[a, 0, t0 + t] = ux[i] - sx
-            out_mob[a, 1, t0 + t] = uy[i] - sy
-            out_mob[a, 2, t0 + t] = uz[i] - sz
+            dx = ux[i] - sx
+            dy = uy[i] - sy
+            dz = uz[i] - sz
+            out_mob[a, 0, t0 + t] = dx
+            out_mob[a, 1, t0 + t] = dy
+            out_mob[a, 2, t0 + t] = dz
+            cx += dx
+            cy += dy
+            cz += dz
+            v = dx * dx + dy * dy + dz * dz
+            if v > out_msq[a]:
+                out_msq[a] = v
+        out_sum[t, 0] = cx
+        out_sum[t, 1] = cy
+        out_sum[t, 2] = cz
     return math.sqrt(run_max.max())
 
 

@@ -1,15 +1,19 @@
 """Unwrapping across periodic boundaries (NPT-safe) and framework drift removal.
 
 Unwrapping is done frame to frame in *fractional* coordinates with each frame's own cell:
-``ds = s[t] − s[t−1]; ds −= round(ds); s_unwrapped += ds; r = s_unwrapped · h[t]``. This is
-exact for a changing cell as long as no atom moves half a cell between frames.
+``s = r[t] · h[t]⁻¹; s_unwrapped[t] = s − round(s − s_unwrapped[t−1]); r = s_unwrapped · h[t]``,
+i.e. the image of each atom nearest to where it was one frame before (the minimum image of
+the one-frame step). This is exact for a changing cell as long as no atom moves half a cell
+between frames, and accumulates no rounding error (each unwrapped position is the stored one
+plus whole cells).
 
 Trajectories are read in chunks of frames through a reader with the
 :func:`superion.trajectory.open_trajectory` interface (``n_frames``, ``masses``, ``wrapped``,
-``cells(frames)``, ``positions(frames, atoms)``); :class:`ArrayTrajectory` wraps in-memory
-arrays in the same interface (tests, small files). Only the mobile ions (time last,
-``(n_ions, 3, F)`` float64) and the framework centre of mass are kept, so 1024 atoms × 100 000
-frames needs ~0.25 GB for 96 mobile ions.
+``cells(frames)``, ``positions(frames, atoms)``, optionally ``iter_positions_stored``);
+:class:`ArrayTrajectory` wraps in-memory arrays in the same interface (tests, small files).
+Only the mobile ions (time last, ``(n_ions, 3, F)`` in the stored precision) and the
+framework centre of mass are kept, so 1024 atoms × 100 000 frames needs ~0.12 GB for 96
+mobile ions stored as float32.
 """
 
 from __future__ import annotations
@@ -123,19 +127,18 @@ def iter_unwrapped(
     only shifted by whole lattice vectors (of each frame's cell) to make groups whole.
     """
     n_frames = int(traj.n_frames)
-    prev = acc = shifts = None
+    acc = shifts = None
     for start in range(0, n_frames, chunk_frames):
         frames = slice(start, min(start + chunk_frames, n_frames))
         pos = np.asarray(traj.positions(frames, atoms), dtype=np.float64)
         cells = np.asarray(traj.cells(frames), dtype=np.float64)
         if traj.wrapped:
             pos = as_c64(pos)
-            if prev is None:
+            if acc is None:
                 frac0 = to_fractional(pos[:1], cells[:1])[0]
-                prev = as_c64(frac0.T)
                 acc = as_c64((frac0 + whole_shifts(frac0, groups, cells[0])).T)
             out = np.empty_like(pos)
-            unwrap_chunk(pos, as_c64(cells), as_c64(np.linalg.inv(cells)), prev, acc, out)
+            unwrap_chunk(pos, as_c64(cells), as_c64(np.linalg.inv(cells)), acc, out)
         else:
             if shifts is None:
                 shifts = whole_shifts(to_fractional(pos[:1], cells[:1])[0], groups, cells[0])
@@ -150,7 +153,9 @@ class MobileDisplacements:
     disp_A: (n_ions, 3, F) Å, time last, in the precision the positions are stored in
     (float32 for superion's trajectory.h5, float64 for in-memory and ASE trajectories);
     drift_A: (F, 3) Å displacement of the reference centre of mass that was removed;
-    volumes_A3: (F,); drift_method: "framework", "system" or "none".
+    volumes_A3: (F,); drift_method: "framework", "system" or "none"; summed_A and
+    max_sq_disp_A2 are computed on the way (float64, before the displacements are stored in
+    their precision).
     """
 
     disp_A: np.ndarray
@@ -158,6 +163,8 @@ class MobileDisplacements:
     volumes_A3: np.ndarray
     drift_method: str
     max_framework_disp_A: float | None = None
+    summed_A: np.ndarray | None = None  # (3, F) Σ_i disp_A[i], float64
+    max_sq_disp_A2: np.ndarray | None = None  # (n_ions,) max over time of |disp_A[i](t)|²
 
 
 def iter_stored(traj, chunk_frames: int):
@@ -214,21 +221,24 @@ def collect_mobile(
     if drift == "framework":
         is_fw[framework] = 1.0
 
-    disp = com = volumes = None
-    prev = acc = first = None
+    disp = com = None
+    acc = first = None
     max_fw = 0.0
     all_cells = as_c64(traj.cells(slice(0, n_frames)))  # (F, 3, 3): small
+    all_inv = as_c64(np.linalg.inv(all_cells))
+    summed = np.zeros((n_frames, 3))
+    msq = np.zeros(mobile.size)
     for frames, pos in iter_stored(traj, chunk_frames):
         cells = all_cells[frames]
         if disp is None:
             disp = np.empty((mobile.size, 3, n_frames), dtype=pos.dtype)
             com = np.zeros((n_frames, 3))
-            volumes = np.empty(n_frames)
             # frame 0: unwrapped = as read
             first = np.array(pos[0].T, dtype=np.float64, order="C")  # copies: buf is refilled
             state = to_fractional(pos[:1].astype(np.float64), cells[:1])[0] if traj.wrapped else first.T
-            prev, acc = np.array(state.T, order="C"), np.array(state.T, order="C")
-        volumes[frames] = np.abs(np.linalg.det(cells))
-        max_fw = collect_chunk(pos, cells, as_c64(np.linalg.inv(cells)), bool(traj.wrapped), prev, acc, weights,
-                               mobile, is_fw, first, frames.start, disp, com[frames], max_fw)
-    return MobileDisplacements(disp, com, volumes, drift, max_fw if drift == "framework" else None)
+            acc = np.array(state.T, order="C")
+        max_fw = collect_chunk(pos, cells, all_inv[frames], bool(traj.wrapped), acc, weights,
+                               mobile, is_fw, first, frames.start, disp, com[frames], summed[frames], msq, max_fw)
+    volumes = np.abs(np.linalg.det(all_cells))
+    return MobileDisplacements(disp, com, volumes, drift, max_fw if drift == "framework" else None,
+                               np.ascontiguousarray(summed.T), msq)
