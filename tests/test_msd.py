@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from superion.kernels import as_c64, max_sq_disp, msd_s1, power_accumulate
-from superion.msd import ion_msd, msd_fft, msd_reference, spectral_weights
+from superion.msd import ion_msd, msd_fft, msd_reference, per_ion_msd, spectral_weights
 from superion.unwrap import ArrayTrajectory, collect_mobile, iter_unwrapped, to_fractional, whole_shifts
 
 
@@ -94,6 +94,7 @@ def test_ion_msd_chunked_equals_unchunked_and_collective(T):
     assert np.allclose(a.per_ion_fit, ref.sum(axis=1)[:, 10:60] @ w, rtol=1e-9, atol=1e-8)
     coll = msd_reference(disp.sum(axis=0)).sum(axis=0) / 9
     assert np.allclose(a.collective, coll)
+    assert np.allclose(per_ion_msd(disp, slice(10, 60), max_bytes=1), ref.sum(axis=1)[:, 10:60])
     # float32 displacements (superion's trajectory.h5) give the same numbers to float32 precision
     c = ion_msd(disp.astype(np.float32), fit_lags=slice(10, 60), fit_weights=w)
     assert np.allclose(c.per_ion_fit, a.per_ion_fit, rtol=1e-4, atol=1e-3)

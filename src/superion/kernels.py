@@ -144,21 +144,14 @@ def collect_chunk(pos, cells, inv_cells, do_unwrap, acc, weights, mobile, is_fra
         _frame_soa(pos[t], bx, by, bz)
         if do_unwrap:
             sx, sy, sz = _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], acc, first, weights, ux, uy, uz)
-        else:
-            sx = 0.0
-            sy = 0.0
-            sz = 0.0
+        else:  # continuous already: the displacement is the difference to frame 0
             for i in range(n):
-                vx = bx[i] - f0[i]
-                vy = by[i] - f1[i]
-                vz = bz[i] - f2[i]
-                ux[i] = vx
-                uy[i] = vy
-                uz[i] = vz
-                w = weights[i]
-                sx += w * vx
-                sy += w * vy
-                sz += w * vz
+                ux[i] = bx[i] - f0[i]
+                uy[i] = by[i] - f1[i]
+                uz[i] = bz[i] - f2[i]
+            sx = np.dot(weights, ux)
+            sy = np.dot(weights, uy)
+            sz = np.dot(weights, uz)
         # (sx, sy, sz) = COM(t) − COM(0) = Σ w_i (r_i(t) − r_i(0)): the drift
         out_com[t, 0] = sx
         out_com[t, 1] = sy

@@ -3,9 +3,14 @@
 For a series x(t), t = 0..T−1, and lag m:
     MSD(m) = 1/(T−m) Σ_{t<T−m} (x(t+m) − x(t))² = S1(m) − 2 S2(m),
 S1 from a running sum (Numba kernel :func:`superion.kernels.msd_s1`), S2(m) = 1/(T−m) Σ x(t)x(t+m)
-from the FFT autocorrelation (zero-padded to a fast length ≥ 2T). Series are processed in
-chunks so the transient memory stays below ``max_bytes``. Each series is centred first
+from the FFT autocorrelation (zero-padded to a fast length ≥ 2T). Each series is centred first
 (MSD is translation invariant) to keep the S1 − 2 S2 cancellation small.
+
+:func:`ion_msd` (the diffusion analysis) transforms every ion's x, y, z series once and works
+on power spectra from there: summed over ions per direction for the MSD curve (three inverse
+transforms in all), and contracted with the spectral weights of a fit (:func:`spectral_weights`)
+for each ion's own slope, so no per-ion MSD curve is built. :func:`per_ion_msd` gives those
+curves when they are wanted.
 """
 
 from __future__ import annotations
@@ -36,6 +41,21 @@ def msd_fft(x: np.ndarray) -> np.ndarray:
     msd_s1(as_c64(x * x), s1)
     out = s1 - 2.0 * s2 / norm
     np.maximum(out, 0.0, out=out)  # FFT round-off can give −1e-12 at lag 0
+    return out
+
+
+def per_ion_msd(disp: np.ndarray, lags: slice = slice(None), max_bytes: float = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """Each ion's own all-origin MSD (Å², summed over x, y, z) at the lags ``lags`` (frame
+    offsets): disp (n, 3, T) Å → (n, L). Chunked over ions; the diffusion analysis does not
+    need these curves (it takes each ion's slope straight from the spectra, see
+    :func:`ion_msd`), they are for looking at individual ions."""
+    n, _, T = disp.shape
+    n_l = len(range(*lags.indices(T)))
+    out = np.empty((n, n_l))
+    chunk = max(1, int(max_bytes // (3 * 8 * 10 * T)))
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        out[a:b] = msd_fft(disp[a:b].reshape((b - a) * 3, T)).reshape(b - a, 3, T).sum(axis=1)[:, lags]
     return out
 
 
