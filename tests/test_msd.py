@@ -7,7 +7,7 @@ import pytest
 
 from superion.kernels import as_c64, max_sq_disp, msd_s1, power_accumulate
 from superion.msd import ion_msd, msd_fft, msd_reference, per_ion_msd, spectral_weights
-from superion.unwrap import ArrayTrajectory, collect_mobile, iter_unwrapped, to_fractional, whole_shifts
+from superion.unwrap import ArrayTrajectory, collect_mobile, inverse_cells, iter_unwrapped, to_fractional, whole_shifts
 
 
 def fluctuating_cells(n_frames, rng, triclinic=True):
@@ -52,6 +52,13 @@ def test_unwrap_recovers_true_path_under_fluctuating_cell():
     assert np.allclose(got, ref, atol=1e-9)
 
 
+def test_inverse_cells_match_lapack():
+    cells = fluctuating_cells(50, np.random.default_rng(12))
+    inv, det = inverse_cells(cells)
+    assert np.allclose(inv, np.linalg.inv(cells), rtol=1e-12, atol=1e-14)
+    assert np.allclose(det, np.linalg.det(cells), rtol=1e-12)
+
+
 def test_whole_shifts_join_split_cluster():
     # a cluster around the cell corner whose extent (0.58) exceeds half the cell from one atom
     frac0 = np.array([[0.71, 0.01, 0.01], [0.98, 0.02, 0.99], [0.03, 0.97, 0.02], [0.29, 0.99, 0.0], [0.5, 0.5, 0.5]])
@@ -85,7 +92,7 @@ def test_ion_msd_chunked_equals_unchunked_and_collective(T):
     disp = np.cumsum(rng.standard_normal((9, 3, T)), axis=2) + 50.0
     w = rng.standard_normal(50)  # any weights over lags 10..59
     a = ion_msd(disp, fit_lags=slice(10, 60), fit_weights=w)
-    b = ion_msd(disp, fit_lags=slice(10, 60), fit_weights=w, max_bytes=1)  # one ion per chunk
+    b = ion_msd(disp, fit_lags=slice(10, 60), fit_weights=w, max_bytes=1)  # smallest chunks, a partial last one
     assert np.allclose(a.mean, b.mean) and np.allclose(a.per_ion_fit, b.per_ion_fit)
     ref = msd_reference(disp.reshape(27, T)).reshape(9, 3, T)
     assert np.allclose(a.per_dir, ref.mean(axis=0).T)
