@@ -23,6 +23,12 @@ from numba import njit
 _VEC = {"contract", "reassoc", "nsz", "arcp"}
 
 
+@njit(cache=True)
+def _soa_buffers(n):  # pragma: no cover - compiled
+    """Six float64 rows (n,): one frame's positions and displacements, x, y, z apart."""
+    return np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+
+
 @njit(cache=True, fastmath=_VEC)
 def _frame_soa(pos_t, bx, by, bz):  # pragma: no cover - compiled
     """Copy one frame (n, 3) of any float type into three float64 component buffers (n,).
@@ -94,12 +100,7 @@ def unwrap_chunk(pos, cells, inv_cells, acc, out):  # pragma: no cover - compile
     whole) so the first frame maps onto itself.
     """
     f, n = pos.shape[0], pos.shape[1]
-    bx = np.empty(n)
-    by = np.empty(n)
-    bz = np.empty(n)
-    ux = np.empty(n)
-    uy = np.empty(n)
-    uz = np.empty(n)
+    bx, by, bz, ux, uy, uz = _soa_buffers(n)
     origin = np.zeros((3, n))
     no_weights = np.zeros(n)
     for t in range(f):
@@ -132,12 +133,7 @@ def collect_chunk(pos, cells, inv_cells, do_unwrap, acc, weights, mobile, is_fra
     max_fw.
     """
     f, n = pos.shape[0], pos.shape[1]
-    bx = np.empty(n)
-    by = np.empty(n)
-    bz = np.empty(n)
-    ux = np.empty(n)
-    uy = np.empty(n)
-    uz = np.empty(n)
+    bx, by, bz, ux, uy, uz = _soa_buffers(n)
     f0, f1, f2 = first[0], first[1], first[2]
     run_max = np.full(n, max_fw * max_fw)
     for t in range(f):
