@@ -149,7 +149,7 @@ def iter_unwrapped(
                 frac0 = to_fractional(pos[:1], cells[:1])[0]
                 acc = as_c64((frac0 + whole_shifts(frac0, groups, cells[0])).T)
             out = np.empty_like(pos)
-            unwrap_chunk(pos, as_c64(cells), as_c64(np.linalg.inv(cells)), acc, out)
+            unwrap_chunk(pos, as_c64(cells), as_c64(inverse_cells(cells)[0]), acc, out)
         else:
             if shifts is None:
                 shifts = whole_shifts(to_fractional(pos[:1], cells[:1])[0], groups, cells[0])
