@@ -174,9 +174,9 @@ def analyze_displacements(
     lag_ps = np.arange(F) * dt_ps
     t = lag_ps[window]
     w = ols_slope_weights(t)
-    # each ion's own OLS slope over the window comes straight out of the FFT pass
     # (3, F) Σ_i Δr_i: the charge displacement
     summed = disp_A.sum(axis=0, dtype=np.float64) if summed_A is None else np.asarray(summed_A, dtype=np.float64)
+    # each ion's own OLS slope over the window comes straight out of the FFT pass
     res = ion_msd(disp_A, fit_lags=window, fit_weights=w, max_bytes=max_bytes or DEFAULT_MAX_BYTES, summed=summed)
 
     d_ion = res.per_ion_fit / 6.0 * A2_PS_TO_CM2_S  # per-ion D, cm²/s

@@ -75,7 +75,7 @@ _SPECTRUM_BYTES = 4 << 20
 def _chunk_ions(T: int, n_fft: int, max_bytes: float) -> int:
     """Ions per chunk: the spectrum (3 series × n_fft/2+1 complex) plus the padded work rows.
     At least two ions (six rows): pocketfft transforms several rows at once in SIMD lanes, and
-    three rows at a time ran 1.3-3x slower than six (bench/RESULTS.md, T = 2e4 and 1e5)."""
+    three rows at a time ran 1.3-3x slower than six (measured here for T = 2e4 and 1e5)."""
     per_ion = 3 * (16 * (n_fft // 2 + 1) + 8 * n_fft)
     return max(2, int(min(max_bytes, _SPECTRUM_BYTES) // per_ion))
 

@@ -326,15 +326,6 @@ class TrajectoryReader:
         """Velocities (f, n, 3) Å/fs when stored, else None."""
         return None
 
-    def iter_positions_stored(self, chunk_frames: int):
-        """Yield ``(frames, positions)`` over all frames in order: slices of about
-        ``chunk_frames`` frames and (f, N, 3) Å arrays in the stored precision (float32 or
-        float64), which may be read-only views valid until the next step."""
-        n = self.n_frames
-        for start in range(0, n, chunk_frames):
-            frames = slice(start, min(start + chunk_frames, n))
-            yield frames, self.positions(frames)
-
     def close(self) -> None:
         pass
 
@@ -441,6 +432,10 @@ class H5TrajectoryReader(TrajectoryReader):
         return np.asarray(data, dtype=np.float64)
 
     def iter_positions_stored(self, chunk_frames: int):
+        """Yield ``(frames, positions)`` over all frames in order: slices of about
+        ``chunk_frames`` frames (raw chunks: the file's chunk length) and (f, N, 3) Å arrays
+        in the stored precision, read-only views valid until the next step. Readers without
+        this method are read through ``positions()`` (:func:`superion.unwrap.iter_stored`)."""
         ds = self._pos
         if _raw_chunks_readable(ds):
             # Uncompressed chunks of whole frames: hand out each chunk's bytes as they are on

@@ -72,11 +72,6 @@ class ArrayTrajectory:
         p = self.positions_A[frames]
         return np.array(p if atoms is None else p[:, atoms])
 
-    def iter_positions_stored(self, chunk_frames: int):
-        for start in range(0, self.n_frames, chunk_frames):
-            frames = slice(start, min(start + chunk_frames, self.n_frames))
-            yield frames, self.positions_A[frames]  # views: nothing to copy
-
 
 def inverse_cells(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverses (F, 3, 3) and determinants (F,) of a stack of cells (F, 3, 3), rows = lattice
@@ -180,8 +175,8 @@ class MobileDisplacements:
 
 def iter_stored(traj, chunk_frames: int):
     """``(frames, positions (f, N, 3) Å)`` over all frames in their stored precision (float32
-    or float64): the reader's own chunked iterator when it has one (superion's .h5 reads raw
-    chunks), else ``positions()`` slices."""
+    or float64): the reader's own ``iter_positions_stored`` when it has one (superion's .h5
+    reads raw chunks), else ``positions()`` slices of ``chunk_frames`` frames."""
     it = getattr(traj, "iter_positions_stored", None)
     if it is not None:
         yield from it(chunk_frames)
@@ -232,24 +227,25 @@ def collect_mobile(
     if drift == "framework":
         is_fw[framework] = 1.0
 
-    disp = com = None
-    acc = first = None
+    disp = acc = first = None
     max_fw = 0.0
     all_cells = as_c64(traj.cells(slice(0, n_frames)))  # (F, 3, 3): small
     all_inv, all_det = inverse_cells(all_cells)
+    com = np.zeros((n_frames, 3))
     summed = np.zeros((n_frames, 3))
     msq = np.zeros(mobile.size)
     for frames, pos in iter_stored(traj, chunk_frames):
         cells = all_cells[frames]
-        if disp is None:
+        if disp is None:  # the first chunk tells the stored precision
             disp = np.empty((mobile.size, 3, n_frames), dtype=pos.dtype)
-            com = np.zeros((n_frames, 3))
-            # frame 0: unwrapped = as read
-            first = np.array(pos[0].T, dtype=np.float64, order="C")  # copies: buf is refilled
+            # frame 0: unwrapped = as read; copied, since the reader may reuse pos's memory
+            first = np.array(pos[0].T, dtype=np.float64, order="C")
             state = to_fractional(pos[:1].astype(np.float64), cells[:1])[0] if traj.wrapped else first.T
             acc = np.array(state.T, order="C")
         max_fw = collect_chunk(pos, cells, all_inv[frames], bool(traj.wrapped), acc, weights,
                                mobile, is_fw, first, frames.start, disp, com[frames], summed[frames], msq, max_fw)
+    if disp is None:  # no frames
+        disp = np.empty((mobile.size, 3, 0))
     volumes = np.abs(all_det)
     return MobileDisplacements(disp, com, volumes, drift, max_fw if drift == "framework" else None,
                                np.ascontiguousarray(summed.T), msq)
