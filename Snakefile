@@ -14,7 +14,7 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-import superion.config as sc
+import superion.workflow.config as sc
 from superion.atomic import write_text
 from superion.errors import SuperionError
 

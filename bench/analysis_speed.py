@@ -6,7 +6,7 @@ set D, a vibrating framework, a common drift) is written once as superion's traj
 contender runs in its own subprocess so its peak RSS (ru_maxrss) is its own:
 
 - superion: open_trajectory + unwrap + drift removal + FFT MSD (per ion, collective) + D with
-  stderr + active count (``superion.diffusion.analyze_trajectory``), timed after a warm-up on
+  stderr + active count (``superion.analysis.diffusion.analyze_trajectory``), timed after a warm-up on
   a tiny trajectory of the same kind that loads the cached Numba kernels;
 - pymatgen ``DiffusionAnalyzer(structure, displacements, "Na", ...)`` with smoothed="max" and
   "constant" (timed constructor only, the displacements are handed over ready-made).
@@ -121,7 +121,7 @@ def generate(workdir: Path, n_atoms: int, n_na: int, n_frames: int, want_disp: b
 
 # ----------------------------------------------------------------------------- workers
 def worker_superion(workdir: Path) -> dict:
-    from superion.diffusion import analyze_trajectory
+    from superion.analysis.diffusion import analyze_trajectory
     from superion.trajectory import open_trajectory
 
     t0 = time.perf_counter()

@@ -42,7 +42,7 @@ def smoke(path: Path, out: Path, steps: int, temperature_K: float, threads: int)
     from ase import Atoms
     from ase.io import read
 
-    from superion.clusters import label_clusters
+    from superion.structures.clusters import label_clusters
     from superion.md import MDSettings, run_md
     from superion.trajectory import open_trajectory
 

@@ -2,7 +2,7 @@
 
     SUPERION_MODELS=../shared/models OMP_NUM_THREADS=1 .venv/bin/python structures/reference_energies.py
 
-Every structure below is relaxed with superion.relax.relax_structure (FIRE + FrechetCellFilter):
+Every structure below is relaxed with superion.structures.relax.relax_structure (FIRE + FrechetCellFilter):
 first fmax 0.05 eV/Å (max 400 steps), then fmax 0.02 eV/Å (max 1000 steps), with
 M3GNet-r2SCAN-NaBH. Writes structures/reference_energies.json: E per atom (eV), lattice, and the
 o-NBH formation energy from Na2B12H12 + NaBH4, ΔE = E(o-NBH)/atom − (26 E(Na2B12H12)/atom +
@@ -35,9 +35,9 @@ def main() -> int:
     from ase.io import read
 
     from superion.atomic import write_json
-    from superion.build import lattice_report, space_group
+    from superion.structures.build import lattice_report, space_group
     from superion.potential import get_calculator
-    from superion.relax import relax_structure
+    from superion.structures.relax import relax_structure
 
     calc = get_calculator("M3GNet-r2SCAN-NaBH", device="cpu", threads=1)
     out: dict = {"settings": "FIRE+FrechetCellFilter fmax 0.05 (400 steps) then fmax 0.02 (1000 steps); M3GNet-r2SCAN-NaBH",

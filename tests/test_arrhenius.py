@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from superion.arrhenius import arrhenius_from_results, extrapolate, fit_arrhenius
-from superion.diffusion import K_B_EV_K, nernst_einstein_mS_cm
+from superion.analysis.arrhenius import arrhenius_from_results, extrapolate, fit_arrhenius
+from superion.analysis.diffusion import K_B_EV_K, nernst_einstein_mS_cm
 from superion.errors import SuperionError
 
 TEMPS = np.array([500, 550, 600, 700, 800.0])
@@ -84,7 +84,7 @@ def test_too_few_temperatures_is_clear_error():
 
 
 def test_no_measurable_diffusion_is_a_result_only_when_allowed():
-    from superion.arrhenius import arrhenius_from_results
+    from superion.analysis.arrhenius import arrhenius_from_results
     from superion.errors import SuperionError
 
     runs = [

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from superion import build as B
+from superion.structures import build as B
 from superion.errors import SuperionError
-from superion.templates import axis_rotation
+from superion.structures.templates import axis_rotation
 
 RECIPES = Path(__file__).resolve().parents[1] / "structures" / "recipes"
 
@@ -157,9 +157,9 @@ def test_write_cif_header_roundtrip(tmp_path):
 def test_cheap_relaxation_of_built_nabh4_stays_sane():
     """24-atom NaBH4 from the builder, 15 FIRE steps with M3GNet-r2SCAN-NaBH: energy drops, cell sane."""
     pytest.importorskip("matgl")
-    from superion.geometry import check_geometry
+    from superion.structures.geometry import check_geometry
     from superion.potential import get_calculator
-    from superion.relax import relax_structure
+    from superion.structures.relax import relax_structure
 
     lat = B.lattice_from([6.30] * 3)  # deliberately 3 % too large
     sy, pos, _ = B.expand_clusters(lat, [B.ClusterPlacement("BH4", np.array([0.5, 0.5, 0.5]))], 216)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from superion.clusters import ClusterLabels, cluster_name, label_clusters
+from superion.structures.clusters import ClusterLabels, cluster_name, label_clusters
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from superion import config as sc
+from superion.workflow import config as sc
 from superion.errors import SuperionError
 
 REPO = Path(__file__).resolve().parents[1]

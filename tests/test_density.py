@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from superion.density import density_grid, structure_for_file, volumetric_format, write_volumetric
+from superion.analysis.density import density_grid, structure_for_file, volumetric_format, write_volumetric
 from superion.errors import SuperionError
-from superion.kernels import as_c64, histogram_frac
-from superion.unwrap import ArrayTrajectory
+from superion.analysis.kernels import as_c64, histogram_frac
+from superion.analysis.unwrap import ArrayTrajectory
 
 
 def test_histogram_kernel_matches_histogramdd():

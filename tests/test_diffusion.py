@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from superion.diffusion import analyze_displacements, analyze_trajectory, nernst_einstein_mS_cm
+from superion.analysis.diffusion import analyze_displacements, analyze_trajectory, nernst_einstein_mS_cm
 from superion.errors import SuperionError
-from superion.unwrap import ArrayTrajectory, to_fractional
+from superion.analysis.unwrap import ArrayTrajectory, to_fractional
 
 
 def wrap(positions, cells):
@@ -161,7 +161,7 @@ def test_bad_inputs_are_clear_errors():
 
 
 def test_default_fit_window_skips_the_cage_rise():
-    from superion.diffusion import MIN_FIT_START_PS, fit_window
+    from superion.analysis.diffusion import MIN_FIT_START_PS, fit_window
 
     # a 1.1 ps run: 10 % would start at 0.11 ps, inside the Na cage rise
     start, end = fit_window(1.1, None, None)

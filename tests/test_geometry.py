@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from superion.clusters import label_clusters
-from superion.geometry import check_geometry
+from superion.structures.clusters import label_clusters
+from superion.structures.geometry import check_geometry
 
 STRUCTURES = Path(__file__).resolve().parents[1] / "structures"
 
@@ -60,8 +60,8 @@ def _two_bh4_tip_to_tip(gap_A: float):
     """Two BH4 in a 14 Å box with one H of each pointing at the other, H–H = gap_A; 2 Na far away."""
     from ase import Atoms
 
-    from superion.templates import template
-    from superion.templates import _rotation_to_z
+    from superion.structures.templates import template
+    from superion.structures.templates import _rotation_to_z
 
     t = template("BH4")
     up = _rotation_to_z(t.positions[1])  # first H along +z

@@ -102,7 +102,7 @@ def test_positions_unwrapped_and_frames(cu_file, tmp_path):
 
 # ----------------------------------------------------------------------------- mass scaling
 def test_parse_mass_scale_errors():
-    from superion.masses import parse_mass_scale
+    from superion.md.masses import parse_mass_scale
 
     assert parse_mass_scale(["B12H12=5", "BH4=2.5"]) == {"B12H12": 5.0, "BH4": 2.5}
     for bad in (["B12H12"], ["=3"], ["BH4=x"], ["BH4=0"], ["BH4=-1"], ["BH4=nan"], ["BH4=2", "BH4=3"]):
@@ -116,8 +116,8 @@ def test_mass_scaling_masses_and_velocity_partition(shared_dir):
     from ase.io import read
     from ase import units
 
-    from superion.clusters import label_clusters
-    from superion.masses import scaled_masses
+    from superion.structures.clusters import label_clusters
+    from superion.md.masses import scaled_masses
 
     atoms = read(shared_dir / NABH4) * (2, 2, 2)
     labels = label_clusters(atoms)
@@ -179,8 +179,8 @@ def test_mass_scaling_forces_unchanged(shared_dir):
     from superion.potential import load_potential
     from ase.io import read
 
-    from superion.clusters import label_clusters
-    from superion.masses import scaled_masses
+    from superion.structures.clusters import label_clusters
+    from superion.md.masses import scaled_masses
 
     lp = load_potential(MODEL, device="cpu")
     a = read(shared_dir / NABH4)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from superion.kernels import as_c64, max_sq_disp, msd_s1, power_accumulate
-from superion.msd import ion_msd, msd_fft, msd_reference, per_ion_msd, spectral_weights
-from superion.unwrap import ArrayTrajectory, collect_mobile, inverse_cells, iter_unwrapped, to_fractional, whole_shifts
+from superion.analysis.kernels import as_c64, max_sq_disp, msd_s1, power_accumulate
+from superion.analysis.msd import ion_msd, msd_fft, msd_reference, per_ion_msd, spectral_weights
+from superion.analysis.unwrap import ArrayTrajectory, collect_mobile, inverse_cells, iter_unwrapped, to_fractional, whole_shifts
 
 
 def fluctuating_cells(n_frames, rng, triclinic=True):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from superion.clusters import label_clusters
+from superion.structures.clusters import label_clusters
 from superion.errors import SuperionError
-from superion.ordering import order_structure, parse_oxidation_states, unit_ewald_matrix
-from superion.structures import read_pymatgen, to_atoms
+from superion.structures.ordering import order_structure, parse_oxidation_states, unit_ewald_matrix
+from superion.structures.io import read_pymatgen, to_atoms
 
 
 @pytest.fixture(scope="module")

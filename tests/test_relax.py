@@ -10,7 +10,7 @@ from ase.io import read
 
 from superion.cli import main
 from superion.errors import SuperionError
-from superion.relax import relax_structure
+from superion.structures.relax import relax_structure
 
 NABH = "M3GNet-r2SCAN-NaBH"
 
@@ -28,7 +28,7 @@ def potential(models_dir):
 
 
 def _rattled(path, seed=1):
-    from superion.structures import read_atoms
+    from superion.structures.io import read_atoms
 
     atoms = read_atoms(path)
     atoms.rattle(0.05, seed=seed)

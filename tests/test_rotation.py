@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from superion.clusters import ClusterLabels
+from superion.structures.clusters import ClusterLabels
 from superion.errors import SuperionError
-from superion.kernels import as_c64, rotation_displacement_norms
-from superion.rotation import analyze_rotation, autocorr_fft, orientational_correlation
-from superion.unwrap import ArrayTrajectory, to_fractional
+from superion.analysis.kernels import as_c64, rotation_displacement_norms
+from superion.analysis.rotation import analyze_rotation, autocorr_fft, orientational_correlation
+from superion.analysis.unwrap import ArrayTrajectory, to_fractional
 
 TETRA = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
 

@@ -10,9 +10,9 @@ import pytest
 from ase.io import read
 
 from superion.cli import main
-from superion.clusters import ClusterLabels, label_clusters
+from superion.structures.clusters import ClusterLabels, label_clusters
 from superion.errors import SuperionError
-from superion.structures import read_atoms, read_pymatgen
+from superion.structures.io import read_atoms, read_pymatgen
 
 NABH = "M3GNet-r2SCAN-NaBH"
 LICL_CIF = """data_LiCl

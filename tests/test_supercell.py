@@ -7,7 +7,7 @@ import pytest
 from ase import Atoms
 
 from superion.errors import SuperionError
-from superion.supercell import explicit_supercell, find_supercell, make_supercell, perpendicular_widths
+from superion.structures.supercell import explicit_supercell, find_supercell, make_supercell, perpendicular_widths
 
 
 def _is_smallest(cell, mult, w):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from superion import config as sc
+from superion.workflow import config as sc
 from superion.errors import SuperionError
 
 KB = 8.617333262e-5
@@ -85,7 +85,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 def test_tables_from_synthetic_json(tmp_path):
-    from superion.tables import write_tables
+    from superion.report.tables import write_tables
 
     cfg = _cfg(tmp_path)
     res = _write_results(cfg)
@@ -117,7 +117,7 @@ def test_tables_from_synthetic_json(tmp_path):
 
 
 def test_tables_missing_result_is_one_line_error(tmp_path):
-    from superion.tables import write_tables
+    from superion.report.tables import write_tables
 
     cfg = _cfg(tmp_path)
     _write_results(cfg)
@@ -131,7 +131,7 @@ def test_tables_missing_result_is_one_line_error(tmp_path):
 
 
 def test_active_normalization_n_ions(tmp_path):
-    from superion.tables import active_fraction
+    from superion.report.tables import active_fraction
 
     assert active_fraction({"n_active": 3, "n_ions": 12}, "n_ions") == pytest.approx(0.25)
     assert active_fraction({"n_active": 3, "n_ions": 12}, 96) == pytest.approx(3 / 96)
@@ -140,8 +140,8 @@ def test_active_normalization_n_ions(tmp_path):
 
 @pytest.mark.parametrize("kind", sc.FIGURE_KINDS)
 def test_figures_written_as_vector_and_png(tmp_path, kind):
-    from superion.figures import make_figure
-    from superion.tables import write_tables
+    from superion.report.figures import make_figure
+    from superion.report.tables import write_tables
 
     cfg = _cfg(tmp_path)
     _write_results(cfg)
@@ -156,8 +156,8 @@ def test_figures_written_as_vector_and_png(tmp_path, kind):
 
 def test_figures_without_mass_scaling_or_rotation(tmp_path):
     """A sweep without mass scaling still yields every figure (with an explanatory panel)."""
-    from superion.figures import make_figure
-    from superion.tables import write_tables
+    from superion.report.figures import make_figure
+    from superion.report.tables import write_tables
 
     cfg = _cfg(tmp_path)
     cfg["systems"]["oNBH"]["mass_settings"] = ["ref"]

@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.distance import cdist, pdist
 
 from superion.errors import SuperionError
-from superion.templates import TEMPLATE_NAMES, axis_rotation, random_rotation, template
+from superion.structures.templates import TEMPLATE_NAMES, axis_rotation, random_rotation, template
 
 
 def _invariant(pos: np.ndarray, symbols, rot: np.ndarray, tol: float = 1e-6) -> bool:

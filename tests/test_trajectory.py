@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from superion.clusters import ClusterLabels
+from superion.structures.clusters import ClusterLabels
 from superion.errors import SuperionError
 from superion.trajectory import (
     H5TrajectoryWriter,

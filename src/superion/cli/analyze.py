@@ -123,7 +123,7 @@ def _write_npz(path: Path, arrays: dict) -> None:
 def cmd_diffusion(args: argparse.Namespace) -> int:
     from superion import __version__
     from superion.atomic import write_json
-    from superion.diffusion import analyze_trajectory
+    from superion.analysis.diffusion import analyze_trajectory
 
     if args.temperature_K is not None and not args.temperature_K > 0:
         raise SuperionError(f"--temperature-K {args.temperature_K}: temperature must be positive")
@@ -157,7 +157,7 @@ def cmd_diffusion(args: argparse.Namespace) -> int:
 def cmd_arrhenius(args: argparse.Namespace) -> int:
     import json
 
-    from superion.arrhenius import arrhenius_from_results
+    from superion.analysis.arrhenius import arrhenius_from_results
     from superion.atomic import write_json
 
     results = []
@@ -192,7 +192,7 @@ def cmd_arrhenius(args: argparse.Namespace) -> int:
 def cmd_rotation(args: argparse.Namespace) -> int:
     from superion import __version__
     from superion.atomic import write_json
-    from superion.rotation import analyze_rotation
+    from superion.analysis.rotation import analyze_rotation
 
     if not args.rotation_lag_ps > 0:
         raise SuperionError(f"--rotation-lag-ps {args.rotation_lag_ps}: give a positive lag in ps")
@@ -217,7 +217,7 @@ def cmd_rotation(args: argparse.Namespace) -> int:
 def cmd_density(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from superion.density import density_grid, structure_for_file, volumetric_format, write_volumetric
+    from superion.analysis.density import density_grid, structure_for_file, volumetric_format, write_volumetric
 
     volumetric_format(args.out)  # fail on a bad name before reading the trajectory
     traj = _open(args.trajectory, args.frame_interval_fs)

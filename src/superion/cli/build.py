@@ -63,7 +63,7 @@ def _read(path: str):
 def _cmd_check(args: argparse.Namespace) -> int:
     import json
 
-    from superion.geometry import check_geometry
+    from superion.structures.geometry import check_geometry
 
     atoms = _read(args.file)
     rep = check_geometry(atoms, _parse_expect(args.expect))
@@ -79,7 +79,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     import sys
 
-    from superion.build import build_candidates, load_recipe, run_recipe
+    from superion.structures.build import build_candidates, load_recipe, run_recipe
 
     if args.dry_run:
         recipe = load_recipe(args.recipe)

@@ -99,11 +99,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     import warnings
 
     from superion import __version__
-    from superion.clusters import KNOWN_CLUSTERS, label_clusters
-    from superion.ordering import order_structure, parse_oxidation_states
+    from superion.structures.clusters import KNOWN_CLUSTERS, label_clusters
+    from superion.structures.ordering import order_structure, parse_oxidation_states
     from superion.atomic import file_sha256
-    from superion.structures import check_output_path, json_path_for, read_pymatgen, to_atoms, write_with_report
-    from superion.supercell import check_min_width, explicit_supercell, find_supercell, make_supercell
+    from superion.structures.io import check_output_path, json_path_for, read_pymatgen, to_atoms, write_with_report
+    from superion.structures.supercell import check_min_width, explicit_supercell, find_supercell, make_supercell
 
     # cheap checks first: nothing is loaded or written for bad settings
     out = check_output_path(args.out, allowed=(".extxyz", ".xyz"))
@@ -200,10 +200,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_relax(args: argparse.Namespace) -> int:
     from superion import __version__
-    from superion.clusters import label_clusters, labels_for
-    from superion.relax import check_relax_settings, relax_structure
+    from superion.structures.clusters import label_clusters, labels_for
+    from superion.structures.relax import check_relax_settings, relax_structure
     from superion.atomic import file_sha256
-    from superion.structures import check_output_path, json_path_for, read_atoms, write_with_report
+    from superion.structures.io import check_output_path, json_path_for, read_atoms, write_with_report
 
     out = check_output_path(args.out, allowed=(".cif", ".extxyz", ".xyz", ".vasp"))
     check_relax_settings(args.fmax, args.max_steps, args.optimizer)
@@ -250,8 +250,8 @@ def cmd_relax(args: argparse.Namespace) -> int:
 
 
 def cmd_supercell(args: argparse.Namespace) -> int:
-    from superion.structures import read_pymatgen
-    from superion.supercell import check_min_width, find_supercell
+    from superion.structures.io import read_pymatgen
+    from superion.structures.supercell import check_min_width, find_supercell
 
     check_min_width(args.min_width_A)
     structure = read_pymatgen(args.input)

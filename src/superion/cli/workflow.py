@@ -54,13 +54,13 @@ def register(subparsers) -> None:
 
 
 def _load(path: str, check_files: bool = False) -> dict:
-    from superion.config import load_config
+    from superion.workflow.config import load_config
 
     return load_config(path, check_files=check_files)
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
-    from superion.config import estimate_cost, load_config, runs
+    from superion.workflow.config import estimate_cost, load_config, runs
 
     bad = 0
     for path in args.configs:
@@ -77,7 +77,7 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    from superion.config import estimate_cost, md_steps, results_dir, runs, selected_systems
+    from superion.workflow.config import estimate_cost, md_steps, results_dir, runs, selected_systems
 
     cfg = _load(args.config, check_files=True)
     if args.json:
@@ -99,7 +99,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    from superion.tables import write_tables
+    from superion.report.tables import write_tables
 
     cfg = _load(args.config)
     summary, diffusion = write_tables(cfg, Path(args.results) if args.results else None,
@@ -109,8 +109,8 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from superion.config import FIGURE_KINDS
-    from superion.figures import make_figure
+    from superion.workflow.config import FIGURE_KINDS
+    from superion.report.figures import make_figure
 
     cfg = _load(args.config)
     kinds = FIGURE_KINDS if args.kind == "all" else (args.kind,)

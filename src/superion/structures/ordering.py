@@ -3,7 +3,7 @@
 Steps (all deterministic for a given ``seed``):
 
 1. Oxidation states: a per-element table (Li+ Na+ P5+ S2- Cl- ...; overridable). Atoms of a
-   molecular ion (found with :func:`superion.clusters.label_clusters` on the fully occupied
+   molecular ion (found with :func:`superion.structures.clusters.label_clusters` on the fully occupied
    sites) share the cluster's formal charge (``CLUSTER_CHARGE``): the element table when it
    sums to that charge (PS4: P5+ 4×S2-, BH4: B3+ 4×H-), otherwise spread evenly (B12H12).
 2. Disordered sites are grouped by their (species, occupancy) dict, as pymatgen does. Each
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from superion.clusters import BOND_CUTOFFS_A, CATIONS, CLUSTER_CHARGE, label_clusters
+from superion.structures.clusters import BOND_CUTOFFS_A, CATIONS, CLUSTER_CHARGE, label_clusters
 from superion.errors import SuperionError
 
 # Formal charges of lone ions (and of cluster atoms when they add up to the cluster charge).
@@ -266,8 +266,8 @@ def order_structure(
     chosen = 0
     record["chosen_by"] = "ewald"
     if rerank and calculator is not None:
-        from superion.relax import relax_structure
-        from superion.structures import to_atoms
+        from superion.structures.relax import relax_structure
+        from superion.structures.io import to_atoms
 
         for c in cands[:rerank]:
             r = relax_structure(

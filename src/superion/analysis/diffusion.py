@@ -147,8 +147,8 @@ def analyze_displacements(
     and max_sq_disp_A2 (n_ions,) when the caller has them already (:func:`collect_mobile`
     computes both on the way), else they are computed here.
     """
-    from superion.kernels import max_sq_disp
-    from superion.msd import DEFAULT_MAX_BYTES, ion_msd
+    from superion.analysis.kernels import max_sq_disp
+    from superion.analysis.msd import DEFAULT_MAX_BYTES, ion_msd
 
     n_ions, _, F = disp_A.shape
     if n_ions == 0:
@@ -289,7 +289,7 @@ def collective_block_stderr(summed_A: np.ndarray, n_ions: int, dt_ps: float, f0:
     on the same fractions [f0, f1] of its own duration, and the spread of the block values
     estimates the error of the full-run value. summed_A: (3, F) Σ_i Δr_i (Å). Returns
     (stderr or None, B)."""
-    from superion.msd import msd_fft
+    from superion.analysis.msd import msd_fft
 
     F = summed_A.shape[1]
     B = min(max_blocks, F // min_block)
@@ -321,7 +321,7 @@ def analyze_trajectory(
 
     ``frame_interval_fs`` overrides the frame times of the reader (fs between frames).
     """
-    from superion.unwrap import collect_mobile
+    from superion.analysis.unwrap import collect_mobile
 
     if traj.n_frames == 0:
         raise SuperionError("trajectory has no frames; check the file or the run directory")

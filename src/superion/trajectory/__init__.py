@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from superion.atomic import atomic_path, json_default, write_text
-from superion.clusters import ClusterLabels, labels_for
+from superion.structures.clusters import ClusterLabels, labels_for
 from superion.errors import SuperionError
 
 TRAJECTORY_NAME = "trajectory.h5"
@@ -435,7 +435,7 @@ class H5TrajectoryReader(TrajectoryReader):
         """Yield ``(frames, positions)`` over all frames in order: slices of about
         ``chunk_frames`` frames (raw chunks: the file's chunk length) and (f, N, 3) Å arrays
         in the stored precision, read-only views valid until the next step. Readers without
-        this method are read through ``positions()`` (:func:`superion.unwrap.iter_stored`)."""
+        this method are read through ``positions()`` (:func:`superion.analysis.unwrap.iter_stored`)."""
         ds = self._pos
         if _raw_chunks_readable(ds):
             # Uncompressed chunks of whole frames: hand out each chunk's bytes as they are on

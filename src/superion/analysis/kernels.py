@@ -187,7 +187,7 @@ def power_accumulate(spec, g_hat, p_dir, s2_w):  # pragma: no cover - compiled
     """Power spectra of (ion, x/y/z) series, accumulated two ways.
 
     spec: (3m, K) complex rfft of m ions' x, y, z series (rows ion-major); g_hat: (K,)
-    spectral weights (see :func:`superion.msd.spectral_weights`); p_dir: (3, K) running sum
+    spectral weights (see :func:`superion.analysis.msd.spectral_weights`); p_dir: (3, K) running sum
     of |spec|² over ions per direction (updated); s2_w: (m,) Σ_k |spec_k|² g_hat_k summed
     over x, y, z per ion (overwritten).
     """

@@ -28,9 +28,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from superion.clusters import ION_CHARGE  # single-atom ions, incl. lone anions (Cl⁻, S²⁻ in argyrodites)
+from superion.structures.clusters import ION_CHARGE  # single-atom ions, incl. lone anions (Cl⁻, S²⁻ in argyrodites)
 from superion.errors import SuperionError
-from superion.templates import Template, template
+from superion.structures.templates import Template, template
 
 CATION_CHARGE: dict[str, int] = {s: q for s, q in ION_CHARGE.items() if q > 0}
 
@@ -386,7 +386,7 @@ def soft_sphere_score(atoms, radii_A: dict[str, float] | None = None, exclude_sa
     """
     from ase.neighborlist import neighbor_list
 
-    from superion.clusters import label_clusters
+    from superion.structures.clusters import label_clusters
 
     radii = {"H": 0.9, "Na": 1.2, "Li": 0.9, "B": 1.0, "C": 1.0, "S": 1.5, "Cl": 1.5, "P": 1.1, "K": 1.5}
     radii.update(radii_A or {})
@@ -610,7 +610,7 @@ def load_recipe(path: str | Path) -> dict:
 
 def _rotation_from(spec: dict | None) -> np.ndarray:
     """Rotation matrix from a recipe spec: {axis, angle_deg} | {euler_deg, seq} | {matrix} | None."""
-    from superion.templates import axis_rotation, euler_rotation
+    from superion.structures.templates import axis_rotation, euler_rotation
 
     if not spec or spec.get("identity"):
         return np.eye(3)
@@ -625,7 +625,7 @@ def _rotation_from(spec: dict | None) -> np.ndarray:
 
 def orientation_choices(entry: dict, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     """(label, rotation) choices of one cluster entry: base rotation, then a grid or random set."""
-    from superion.templates import axis_rotation, random_rotation
+    from superion.structures.templates import axis_rotation, random_rotation
 
     base = _rotation_from(entry.get("base_rotation"))
     spec = entry.get("orientations")
@@ -706,7 +706,7 @@ def cation_configurations(recipe: dict, lattice: np.ndarray, frame: Frame) -> li
     ``seed..seed+mc_seeds-1`` sample symmetry-broken arrangements. Returns dicts with
     ``sites`` (indices into the site list), ``frac``, ``ewald_eV``, ``origin``.
     """
-    from superion.clusters import CLUSTER_CHARGE
+    from superion.structures.clusters import CLUSTER_CHARGE
 
     cat = recipe["cations"]
     symbol, n = cat["symbol"], int(cat["count"])
@@ -806,8 +806,8 @@ def build_candidates(recipe: dict) -> list[dict]:
 
 
 def _relax(atoms, calc, *, fmax: float, max_steps: int, relax_cell: bool):
-    """Relax with :func:`superion.relax.relax_structure`; returns (atoms, converged, steps, E/atom eV)."""
-    from superion.relax import relax_structure
+    """Relax with :func:`superion.structures.relax.relax_structure`; returns (atoms, converged, steps, E/atom eV)."""
+    from superion.structures.relax import relax_structure
 
     res = relax_structure(atoms, calc, fmax=fmax, max_steps=max_steps, relax_cell=relax_cell, optimizer="FIRE")
     return res.atoms, bool(res.converged), int(res.steps), float(res.energy_per_atom_eV)
@@ -822,7 +822,7 @@ def screen(recipe: dict, calc, *, log=print, limit: dict | None = None) -> dict:
     ``reference_cell`` is not chosen while another qualifies). Returns the record (JSON-able)
     with the chosen relaxed ``atoms`` under ``"best_atoms"``.
     """
-    from superion.geometry import check_geometry
+    from superion.structures.geometry import check_geometry
 
     scr = {**recipe["screen"], **(limit or {})}
     cands = build_candidates(recipe)
@@ -919,7 +919,7 @@ def run_recipe(recipe_path: str | Path, out: str | Path, *, device: str = "cpu",
 
     from superion import __version__
     from superion.atomic import write_json
-    from superion.geometry import check_geometry
+    from superion.structures.geometry import check_geometry
     from superion.potential import get_calculator
 
     recipe = load_recipe(recipe_path)

@@ -124,7 +124,7 @@ def labels_of(traj):
         return traj.labels
     from ase import Atoms
 
-    from superion.clusters import label_clusters
+    from superion.structures.clusters import label_clusters
 
     atoms = Atoms(traj.symbols, positions=traj.positions(slice(0, 1))[0], cell=traj.cells(slice(0, 1))[0], pbc=True)
     return label_clusters(atoms)
@@ -146,8 +146,8 @@ def rotation_of_type(
     are processed in groups so that their unwrapped trajectories fit in ``max_bytes``.
     Returns (summary, curves).
     """
-    from superion.kernels import as_c64, rotation_displacement_norms
-    from superion.unwrap import iter_unwrapped
+    from superion.analysis.kernels import as_c64, rotation_displacement_norms
+    from superion.analysis.unwrap import iter_unwrapped
 
     F = int(traj.n_frames)
     dt_ps = frame_interval_fs / 1000.0
@@ -265,7 +265,7 @@ def analyze_rotation(
         raise SuperionError("trajectory has no frames; check the file or the run directory")
     if traj.n_frames < 3:
         raise SuperionError(f"trajectory has {traj.n_frames} frame(s); rotation analysis needs at least 3 frames")
-    from superion.diffusion import frame_interval_from
+    from superion.analysis.diffusion import frame_interval_from
 
     dt = frame_interval_from(traj, frame_interval_fs)
     labels = labels if labels is not None else labels_of(traj)

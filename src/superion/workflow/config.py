@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from superion.errors import SuperionError
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.json"
 
 # Potentials known by name (matgl model names); a folder of that name in models_dir or
 # $SUPERION_MODELS, or an existing path, is also accepted.
@@ -197,7 +197,7 @@ def potential_known(cfg: dict, name: str) -> bool:
 
 
 def _semantic_problem(cfg: dict, *, check_files: bool, base_dir: Path) -> str | None:
-    from superion.clusters import KNOWN_CLUSTERS
+    from superion.structures.clusters import KNOWN_CLUSTERS
 
     systems = cfg["systems"]
     masses = cfg["mass_settings"]

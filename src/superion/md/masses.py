@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from superion.clusters import ClusterLabels
+from superion.structures.clusters import ClusterLabels
 from superion.errors import SuperionError
 
 

@@ -5,7 +5,7 @@ conductivity (mS/cm), active ions, rotation speeds (rad/ps) and relaxation times
 ``summary.csv``: one row per (system, mass setting) — Arrhenius Ea (eV) ± stderr, D0, the
 300 K extrapolation of D (cm²/s) and σ (mS/cm) with its 95 % interval, active fraction and
 rotation speed per temperature, and a ``warnings`` column.
-Paths follow :data:`superion.config.LAYOUT`.
+Paths follow :data:`superion.workflow.config.LAYOUT`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from superion import config as sc
+from superion.workflow import config as sc
 from superion.atomic import write_text
 from superion.errors import SuperionError
 

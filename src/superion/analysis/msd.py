@@ -2,7 +2,7 @@
 
 For a series x(t), t = 0..T−1, and lag m:
     MSD(m) = 1/(T−m) Σ_{t<T−m} (x(t+m) − x(t))² = S1(m) − 2 S2(m),
-S1 from a running sum (Numba kernel :func:`superion.kernels.msd_s1`), S2(m) = 1/(T−m) Σ x(t)x(t+m)
+S1 from a running sum (Numba kernel :func:`superion.analysis.kernels.msd_s1`), S2(m) = 1/(T−m) Σ x(t)x(t+m)
 from the FFT autocorrelation (zero-padded to a fast length ≥ 2T). Each series is centred first
 (MSD is translation invariant) to keep the S1 − 2 S2 cancellation small.
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from superion.kernels import as_c64, msd_s1
+from superion.analysis.kernels import as_c64, msd_s1
 
 DEFAULT_MAX_BYTES = 128_000_000
 
@@ -133,7 +133,7 @@ def ion_msd(
     """
     from scipy.fft import irfft, next_fast_len, rfft
 
-    from superion.kernels import centre_square, power_accumulate
+    from superion.analysis.kernels import centre_square, power_accumulate
 
     n, _, T = disp.shape
     n_fft = next_fast_len(2 * T, real=True)

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILES = ("model.json", "model.pt", "state.pt")
 UNIVERSAL_MODEL = "M3GNet-MatPES-r2SCAN-v2025.1-PES"
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 KNOWN_MODELS_FILE = DATA_DIR / "known_models.json"
 HF_ORG = "materialyze"
 _HF_REPO_RE = re.compile(r"^[A-Za-z0-9][\w\-.]*/[\w\-.]+$")
@@ -271,7 +271,7 @@ def default_models_dirs(models_dir: str | os.PathLike | None = None) -> list[Pat
     if os.environ.get("SUPERION_SHARED"):
         dirs.append(Path(os.environ["SUPERION_SHARED"]).expanduser() / "models")
     # A source checkout with ../shared beside it (the README/CI layout) works with no setting.
-    dirs.append(Path(__file__).resolve().parents[2].parent / "shared" / "models")
+    dirs.append(Path(__file__).resolve().parents[3].parent / "shared" / "models")
     out: list[Path] = []
     for d in dirs:
         d = d.resolve()

@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from superion.errors import SuperionError
-from superion.kernels import as_c64, collect_chunk, unwrap_chunk
+from superion.analysis.kernels import as_c64, collect_chunk, unwrap_chunk
 
 DEFAULT_CHUNK_FRAMES = 2000
 READ_CHUNK_BYTES = 4 << 20  # positions per chunk in collect_mobile (float32 frames)
@@ -203,7 +203,7 @@ def collect_mobile(
     "system" = whole-system COM; "none" = no correction.
 
     One streaming pass: frames are read chunk by chunk in their stored precision
-    (:func:`iter_stored`) and handed to the fused kernel :func:`superion.kernels.collect_chunk`; only the
+    (:func:`iter_stored`) and handed to the fused kernel :func:`superion.analysis.kernels.collect_chunk`; only the
     mobile ions' displacements (n_ions × 3 × F) are kept. ``chunk_frames`` None: ~4 MB of
     positions per chunk (cache-sized, and reused memory rather than freshly faulted pages).
     """

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from superion.diffusion import K_B_EV_K, nernst_einstein_mS_cm
+from superion.analysis.diffusion import K_B_EV_K, nernst_einstein_mS_cm
 from superion.errors import SuperionError
 
 

@@ -121,7 +121,7 @@ def make_supercell(atoms, multiplier):
     """ASE ``Atoms`` repeated (n1, n2, n3) times.
 
     Stored cluster labels are dropped (tiling would give a cluster and its images one id);
-    relabel the supercell with :func:`superion.clusters.label_clusters`.
+    relabel the supercell with :func:`superion.structures.clusters.label_clusters`.
     """
     sc = atoms.repeat(tuple(int(n) for n in multiplier))
     sc.arrays.pop("cluster_id", None)

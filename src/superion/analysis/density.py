@@ -33,8 +33,8 @@ def grid_shape(cell: np.ndarray, spacing_A: float) -> tuple[int, int, int]:
 
 def density_grid(traj, atoms: np.ndarray, spacing_A: float = DEFAULT_SPACING_A, chunk_frames: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """(density (na, nb, nc) ions/Å³, mean cell (3, 3) Å) of the selected atoms over all frames."""
-    from superion.kernels import as_c64, histogram_frac
-    from superion.unwrap import to_fractional
+    from superion.analysis.kernels import as_c64, histogram_frac
+    from superion.analysis.unwrap import to_fractional
 
     F = int(traj.n_frames)
     if F == 0:
@@ -57,7 +57,7 @@ def structure_for_file(traj, mean_cell: np.ndarray):
     """First frame as ASE Atoms in the mean cell (fractional coordinates kept, wrapped)."""
     from ase import Atoms
 
-    from superion.unwrap import to_fractional
+    from superion.analysis.unwrap import to_fractional
 
     frac = to_fractional(np.asarray(traj.positions(slice(0, 1)), dtype=float), np.asarray(traj.cells(slice(0, 1)), dtype=float))[0]
     frac -= np.floor(frac)

@@ -139,7 +139,7 @@ class MDSettings:
             bad(f"minimum distance {self.min_distance_A} A must be >= 0")
         if not _is_int(self.guard_every) or self.guard_every <= 0:
             bad(f"guard interval {self.guard_every} steps must be > 0")
-        from superion.masses import parse_mass_scale
+        from superion.md.masses import parse_mass_scale
 
         self.mass_scale = parse_mass_scale(self.mass_scale)
         return self
@@ -428,8 +428,8 @@ def _thermo_row(step: int, phase: str, engine: AseEngine, guard: StabilityGuard,
 
 def _prepare_atoms(structure_path: Path, settings: MDSettings):
     """(atoms with scaled masses, labels, base masses) — all input checks, no model needed."""
-    from superion.clusters import labels_for
-    from superion.masses import scaled_masses
+    from superion.structures.clusters import labels_for
+    from superion.md.masses import scaled_masses
 
     atoms = read_structure(structure_path)
     labels = labels_for(atoms)

@@ -9,7 +9,7 @@
 - no H–H contact between different clusters below 1.5 Å;
 - cation–H, cation–cation and cation–lone-anion distances above minima (``MIN_CONTACT_A``);
 - cluster counts equal to ``expected_counts`` when given;
-- charge balance: Σ cluster charges (``superion.clusters.CLUSTER_CHARGE``) + ion charges = 0.
+- charge balance: Σ cluster charges (``superion.structures.clusters.CLUSTER_CHARGE``) + ion charges = 0.
 
 All distances are minimum-image, in Å.
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from superion.clusters import CATIONS, CLUSTER_CHARGE, ION_CHARGE, label_clusters
+from superion.structures.clusters import CATIONS, CLUSTER_CHARGE, ION_CHARGE, label_clusters
 
 # Accepted intra-cluster bond ranges in Å (equilibrium ± generous margin for 800 K snapshots).
 BOND_RANGES_A: dict[tuple[str, str], tuple[float, float]] = {
@@ -113,7 +113,7 @@ def check_geometry(atoms, expected_counts: dict[str, int] | None = None, *, cuto
     keep = i < j
     i, j, d = i[keep], j[keep], d[keep]
     same = (cid[i] == cid[j]) & (cid[i] >= 0)
-    from superion.clusters import BOND_CUTOFFS_A
+    from superion.structures.clusters import BOND_CUTOFFS_A
 
     cut = {**BOND_CUTOFFS_A, **{(b, a): r for (a, b), r in BOND_CUTOFFS_A.items()}}
     bonded = same & np.array([d_ < cut.get((a, b), 0.0) for a, b, d_ in zip(symbols[i], symbols[j], d)], bool)

@@ -12,10 +12,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
-from superion import config as sc
+from superion.workflow import config as sc
 from superion.atomic import atomic_path
 from superion.errors import SuperionError
-from superion.tables import read_csv
+from superion.report.tables import read_csv
 
 KB_EV_K = 8.617333262e-5
 

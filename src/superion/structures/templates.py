@@ -119,7 +119,7 @@ def template(name: str, **bonds: float) -> Template:
     ``ch_A`` (CB11H12), ``ps_A`` (PS4), and the B10H10 parameters of
     :func:`bicapped_square_antiprism`.
     """
-    from superion.clusters import CLUSTER_CHARGE
+    from superion.structures.clusters import CLUSTER_CHARGE
 
     if name == "BH4":
         pos = tetrahedron("B", "H", bonds.get("bh_A", 1.21))
