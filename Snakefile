@@ -15,6 +15,7 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 import superion.workflow.config as sc
+from superion import layout
 from superion.atomic import write_text
 from superion.errors import SuperionError
 
@@ -35,16 +36,16 @@ config.clear()
 config.update(_resolved)
 CFG = _resolved
 
-RES = str(sc.results_dir(CFG))
-LOGS = f"{RES}/{sc.LAYOUT['logs']}"
-BENCH = f"{RES}/{sc.LAYOUT['benchmarks']}"
+RES = str(layout.results_dir(CFG))
+LOGS = f"{RES}/{layout.LAYOUT['logs']}"
+BENCH = f"{RES}/{layout.LAYOUT['benchmarks']}"
 # The superion of this environment (the Makefile does not activate the venv).
 _exe = Path(sys.executable).parent / "superion"
 SUPERION = f"'{_exe}'" if _exe.is_file() else f"'{sys.executable}' -m superion"
 
 # The validated config, written only when it changed: tables/figures read it (and rerun when
 # it changes); MD does not depend on it, so editing a caption or a figure setting reruns no MD.
-_cfg_json = Path(RES) / sc.LAYOUT["config"]
+_cfg_json = Path(RES) / layout.LAYOUT["config"]
 _cfg_text = __import__("json").dumps(CFG, indent=2, sort_keys=True) + "\n"
 if not _cfg_json.is_file() or _cfg_json.read_text() != _cfg_text:
     write_text(_cfg_json, _cfg_text)
@@ -55,11 +56,11 @@ wildcard_constraints:
     mass=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
     T=r"[0-9]+(\.[0-9]+)?",
     seed=r"[0-9]+",
-    kind="|".join(sc.FIGURE_KINDS),
+    kind="|".join(layout.FIGURE_KINDS),
 
 
 def run_path(key, run, name=""):
-    p = f"{RES}/" + sc.LAYOUT[key].format(**run.wildcards)
+    p = f"{RES}/" + layout.LAYOUT[key].format(**run.wildcards)
     return f"{p}/{name}" if name else p
 
 
@@ -72,6 +73,6 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        f"{RES}/{sc.LAYOUT['summary']}",
-        f"{RES}/{sc.LAYOUT['diffusion']}",
-        expand(f"{RES}/figures/{{kind}}.{{ext}}", kind=sc.FIGURE_KINDS, ext=sc.FIGURE_FORMATS),
+        f"{RES}/{layout.LAYOUT['summary']}",
+        f"{RES}/{layout.LAYOUT['diffusion']}",
+        expand(f"{RES}/figures/{{kind}}.{{ext}}", kind=layout.FIGURE_KINDS, ext=layout.FIGURE_FORMATS),

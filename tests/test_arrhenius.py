@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from superion.analysis.arrhenius import arrhenius_from_results, extrapolate, fit_arrhenius
-from superion.analysis.diffusion import K_B_EV_K, nernst_einstein_mS_cm
+from superion.analysis.diffusion import nernst_einstein_mS_cm
+from superion.units import K_B_EV_K
 from superion.errors import SuperionError
 
 TEMPS = np.array([500, 550, 600, 700, 800.0])

@@ -225,12 +225,12 @@ def test_calc_site_wise_checkpoint_loads_strictly(models_dir):
 
 def test_versions_pinned_and_recorded(repo_dir):
     verified = P.known_models_table()["verified_with"]
-    installed = P.installed_versions()
-    for key in ("matgl", "torch_geometric"):
+    installed = P.software_versions(P.PARITY_DISTRIBUTIONS, python=False)
+    for key in ("matgl", "torch-geometric"):
         assert installed[key] == verified[key], f"{key} {installed[key]} is not the verified {verified[key]}"
     text = (repo_dir / "pyproject.toml").read_text()
     assert f'"matgl=={verified["matgl"]}"' in text
-    assert f'"torch-geometric=={verified["torch_geometric"]}"' in text
+    assert f'"torch-geometric=={verified["torch-geometric"]}"' in text
 
 
 # ------------------------------------------------- the M3GNet-r2SCAN-NaBH residual, explained

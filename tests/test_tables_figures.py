@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from superion import layout
 from superion.workflow import config as sc
 from superion.errors import SuperionError
 
@@ -45,7 +46,7 @@ def _write_results(cfg: dict) -> Path:
     from ase import Atoms
     from ase.io.cube import write_cube
 
-    res = sc.results_dir(cfg)
+    res = layout.results_dir(cfg)
     for run in sc.runs(cfg):
         adir = sc.analysis_dir(cfg, run)
         adir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ def _write_results(cfg: dict) -> Path:
         d300 = d0 * math.exp(-ea / (KB * 300))
         arr = {"Ea_eV": ea, "Ea_stderr_eV": 0.02, "D0_cm2_s": d0, "diffusivity_300K_cm2_s": d300,
                "conductivity_300K_mS_cm": d300 * 1e6, "conductivity_300K_ci95_mS_cm": [d300 * 5e5, d300 * 2e6]}
-        p = sc.path(cfg, "arrhenius", system=system, mass=mass)
+        p = layout.path(cfg, "arrhenius", system=system, mass=mass)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(arr))
     return res
@@ -138,7 +139,7 @@ def test_active_normalization_n_ions(tmp_path):
     assert active_fraction({"active_fraction": 0.5}, "n_ions") == 0.5
 
 
-@pytest.mark.parametrize("kind", sc.FIGURE_KINDS)
+@pytest.mark.parametrize("kind", layout.FIGURE_KINDS)
 def test_figures_written_as_vector_and_png(tmp_path, kind):
     from superion.report.figures import make_figure
     from superion.report.tables import write_tables
@@ -164,7 +165,7 @@ def test_figures_without_mass_scaling_or_rotation(tmp_path):
     cfg = sc.validate_config(cfg, check_files=False)
     _write_results(cfg)
     write_tables(cfg)
-    for kind in sc.FIGURE_KINDS:
+    for kind in layout.FIGURE_KINDS:
         assert all(p.stat().st_size > 0 for p in make_figure(kind, cfg))
 
 

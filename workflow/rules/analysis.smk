@@ -2,7 +2,7 @@
 
 
 def _run_dir(wc):
-    return f"{RES}/" + sc.LAYOUT["run"].format(system=wc.system, mass=wc.mass, T=wc.T, seed=wc.seed)
+    return f"{RES}/" + layout.LAYOUT["run"].format(system=wc.system, mass=wc.mass, T=wc.T, seed=wc.seed)
 
 
 def _fit_args(wc):
@@ -24,16 +24,16 @@ def _opt(flag, key):
     return f
 
 
-ANALYSIS = f"{RES}/" + sc.LAYOUT["analysis"]
+ANALYSIS = f"{RES}/" + layout.LAYOUT["analysis"]
 ALOG = "{system}/{mass}/T{T}K/seed{seed}"
 
 
 rule diffusion:
     input:
-        f"{RES}/" + sc.LAYOUT["run"] + "/complete.json",
+        f"{RES}/" + layout.LAYOUT["run"] + "/" + layout.COMPLETE_NAME,
     output:
-        json=f"{ANALYSIS}/diffusion.json",
-        msd=f"{ANALYSIS}/diffusion.npz",
+        json=f"{ANALYSIS}/" + layout.ANALYSIS_FILES["diffusion"],
+        msd=f"{ANALYSIS}/" + layout.ANALYSIS_FILES["msd"],
     log:
         f"{LOGS}/diffusion/{ALOG}.log",
     benchmark:
@@ -49,10 +49,10 @@ rule diffusion:
 
 rule rotation:
     input:
-        f"{RES}/" + sc.LAYOUT["run"] + "/complete.json",
+        f"{RES}/" + layout.LAYOUT["run"] + "/" + layout.COMPLETE_NAME,
     output:
-        json=f"{ANALYSIS}/rotation.json",
-        curves=f"{ANALYSIS}/rotation.npz",
+        json=f"{ANALYSIS}/" + layout.ANALYSIS_FILES["rotation"],
+        curves=f"{ANALYSIS}/" + layout.ANALYSIS_FILES["rotation_curves"],
     log:
         f"{LOGS}/rotation/{ALOG}.log",
     benchmark:
@@ -66,9 +66,9 @@ rule rotation:
 
 rule density:
     input:
-        f"{RES}/" + sc.LAYOUT["run"] + "/complete.json",
+        f"{RES}/" + layout.LAYOUT["run"] + "/" + layout.COMPLETE_NAME,
     output:
-        cube=f"{ANALYSIS}/density.cube",
+        cube=f"{ANALYSIS}/" + layout.ANALYSIS_FILES["density"],
     log:
         f"{LOGS}/density/{ALOG}.log",
     benchmark:
@@ -83,14 +83,14 @@ rule density:
 
 
 def _group_diffusion(wc):
-    return [run_path("analysis", r, "diffusion.json") for r in sc.runs(CFG, system=wc.system, mass=wc.mass)]
+    return [run_path("analysis", r, layout.ANALYSIS_FILES["diffusion"]) for r in sc.runs(CFG, system=wc.system, mass=wc.mass)]
 
 
 rule arrhenius:
     input:
         _group_diffusion,
     output:
-        f"{RES}/" + sc.LAYOUT["arrhenius"],
+        f"{RES}/" + layout.LAYOUT["arrhenius"],
     log:
         f"{LOGS}/arrhenius/{{system}}/{{mass}}.log",
     benchmark:

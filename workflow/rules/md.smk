@@ -19,7 +19,7 @@ rule md:
     input:
         rules.relax.output.structure,
     output:
-        f"{RES}/" + sc.LAYOUT["run"] + "/complete.json",
+        f"{RES}/" + layout.LAYOUT["run"] + "/" + layout.COMPLETE_NAME,
     log:
         f"{LOGS}/md/{{system}}/{{mass}}/T{{T}}K/seed{{seed}}.log",
     benchmark:

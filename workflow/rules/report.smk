@@ -8,23 +8,23 @@ def _all_analysis(name):
 
 def _density_inputs():
     runs = [r for r in sc.runs(CFG) if sc.system_section(CFG, r.system, "analysis")["density"]]
-    return [run_path("analysis", r, "density.cube") for r in runs]
+    return [run_path("analysis", r, layout.ANALYSIS_FILES["density"]) for r in runs]
 
 
 rule tables:
     input:
         config=CONFIG_JSON,
-        diffusion=_all_analysis("diffusion.json"),
-        rotation=_all_analysis("rotation.json"),
-        arrhenius=[f"{RES}/" + sc.LAYOUT["arrhenius"].format(system=s, mass=m) for s, m in sc.groups(CFG)],
+        diffusion=_all_analysis(layout.ANALYSIS_FILES["diffusion"]),
+        rotation=_all_analysis(layout.ANALYSIS_FILES["rotation"]),
+        arrhenius=[f"{RES}/" + layout.LAYOUT["arrhenius"].format(system=s, mass=m) for s, m in sc.groups(CFG)],
     output:
         summary=report(
-            f"{RES}/" + sc.LAYOUT["summary"],
+            f"{RES}/" + layout.LAYOUT["summary"],
             caption="../report/summary.rst",
             category="Tables",
         ),
         diffusion=report(
-            f"{RES}/" + sc.LAYOUT["diffusion"],
+            f"{RES}/" + layout.LAYOUT["diffusion"],
             caption="../report/diffusion.rst",
             category="Tables",
         ),
@@ -40,14 +40,14 @@ rule tables:
 def _figure_inputs(kind):
     base = [CONFIG_JSON, rules.tables.output.summary, rules.tables.output.diffusion]
     if kind == "msd":
-        base += _all_analysis("diffusion.npz")
+        base += _all_analysis(layout.ANALYSIS_FILES["msd"])
     if kind == "density":
         base += _density_inputs()
     return base
 
 
 # One rule per figure kind (its own caption in workflow/report/<kind>.rst).
-for _kind in sc.FIGURE_KINDS:
+for _kind in layout.FIGURE_KINDS:
 
     rule:
         name:

@@ -18,8 +18,8 @@ rule prepare:
     input:
         lambda wc: CFG["systems"][wc.system]["structure"],
     output:
-        structure=f"{RES}/" + sc.LAYOUT["prepared"],
-        report=f"{RES}/" + sc.LAYOUT["prepared"].replace(".extxyz", ".json"),
+        structure=f"{RES}/" + layout.LAYOUT["prepared"],
+        report=f"{RES}/" + layout.LAYOUT["prepared_report"],
     log:
         f"{LOGS}/prepare/{{system}}.log",
     benchmark:
@@ -34,8 +34,8 @@ rule relax:
     input:
         rules.prepare.output.structure,
     output:
-        structure=f"{RES}/" + sc.LAYOUT["relaxed"],
-        report=f"{RES}/" + sc.LAYOUT["relaxed"].replace(".extxyz", ".json"),
+        structure=f"{RES}/" + layout.LAYOUT["relaxed"],
+        report=f"{RES}/" + layout.LAYOUT["relaxed_report"],
     log:
         f"{LOGS}/relax/{{system}}.log",
     benchmark:

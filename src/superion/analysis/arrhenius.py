@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from superion.analysis.diffusion import K_B_EV_K, nernst_einstein_mS_cm
+from superion.analysis.diffusion import nernst_einstein_mS_cm
+from superion.units import K_B_EV_K
 from superion.errors import SuperionError
 
 

@@ -29,14 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from superion.errors import SuperionError
-
-E_CHARGE_C = 1.602176634e-19
-K_B_J_K = 1.380649e-23
-K_B_EV_K = 8.617333262e-5
-A2_PS_TO_CM2_S = 1e-4
-
-# Formal charges of common mobile ions; others need an explicit charge.
-ION_CHARGE = {"H": 1, "Li": 1, "Na": 1, "K": 1, "Rb": 1, "Cs": 1, "Ag": 1, "Cu": 1, "Mg": 2, "Ca": 2, "Zn": 2, "F": -1, "Cl": -1, "O": -2}
+from superion.structures.clusters import ION_CHARGE
+from superion.units import A2_PS_TO_CM2_S, A3_TO_M3, CM2_TO_M2, E_CHARGE_C, K_B_J_K, S_M_TO_MS_CM
 
 DEFAULT_FIT_START_FRACTION = 0.10
 DEFAULT_FIT_END_FRACTION = 0.50
@@ -53,10 +47,10 @@ SHORT_RUN_PS = 20.0
 
 def nernst_einstein_mS_cm(diffusivity_cm2_s, n_ions: float, volume_A3: float, temperature_K: float, charge: float = 1.0):
     """σ = n (Ze)² D / (k_B T) in mS/cm, with n = n_ions / volume."""
-    n_m3 = n_ions / (volume_A3 * 1e-30)
-    d_m2_s = np.asarray(diffusivity_cm2_s, dtype=float) * 1e-4
+    n_m3 = n_ions / (volume_A3 * A3_TO_M3)
+    d_m2_s = np.asarray(diffusivity_cm2_s, dtype=float) * CM2_TO_M2
     sigma_S_m = n_m3 * (charge * E_CHARGE_C) ** 2 * d_m2_s / (K_B_J_K * temperature_K)
-    return sigma_S_m * 10.0
+    return sigma_S_m * S_M_TO_MS_CM
 
 
 def ion_charge(species: str, charge: float | None = None) -> float:

@@ -97,7 +97,8 @@ def export_extxyz(run_dir, out, every: int = 1, chunk: int = 256) -> int:
     from ase.io import write
 
     from superion.atomic import atomic_path
-    from superion.trajectory import COMPLETE_NAME, TRAJECTORY_NAME, open_trajectory
+    from superion.layout import COMPLETE_NAME, TRAJECTORY_NAME
+    from superion.trajectory import open_trajectory
 
     if every <= 0:
         raise SuperionError(f"--every {every}: give a positive integer")

@@ -90,11 +90,6 @@ def _load_potential(name: str, device: str, threads: int | None, symbols) -> obj
     return lp
 
 
-def _potential_record(lp) -> dict:
-    return {"name": lp.name, "sha256": lp.sha256, "legacy_aggregation": lp.legacy, "device": lp.device,
-            "path": str(lp.path) if lp.path else None}
-
-
 def cmd_prepare(args: argparse.Namespace) -> int:
     import warnings
 
@@ -189,7 +184,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         "volume_A3": float(atoms.get_volume()),
         "cluster_counts": got,
         "ordering": dict(result.record, ordered_in="supercell" if to_order is not structure else "cell"),
-        "potential": _potential_record(lp) if lp else None,
+        "potential": lp.record() if lp else None,
         "seed": args.seed,
         "warnings": list(result.record.get("warnings", [])) + [f"unknown cluster type {t}" for t in unknown],
     }
@@ -225,7 +220,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
         "command": "relax",
         "input": {"path": str(args.input), "sha256": file_sha256(args.input)},
         "output": str(out),
-        "potential": _potential_record(lp),
+        "potential": lp.record(),
         "settings": {"fmax_eV_A": args.fmax, "stress_tol_GPa": args.stress_tol_GPa, "max_steps": args.max_steps, "optimizer": res.optimizer,
                      "relax_cell": not args.fixed_cell, "filter": None if args.fixed_cell else "FrechetCellFilter"},
         "formula": res.atoms.get_chemical_formula(mode="hill"),

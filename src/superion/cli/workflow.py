@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 from superion.errors import SuperionError
+from superion.layout import FIGURE_KINDS
 
-FIGURE_CHOICES = ("arrhenius", "mass_scaling", "rotation", "msd", "density", "all")
+FIGURE_CHOICES = (*FIGURE_KINDS, "all")
 
 
 def register(subparsers) -> None:
@@ -77,7 +78,8 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    from superion.workflow.config import estimate_cost, md_steps, results_dir, runs, selected_systems
+    from superion.layout import results_dir
+    from superion.workflow.config import estimate_cost, md_steps, runs, selected_systems
 
     cfg = _load(args.config, check_files=True)
     if args.json:
@@ -109,7 +111,6 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from superion.workflow.config import FIGURE_KINDS
     from superion.report.figures import make_figure
 
     cfg = _load(args.config)

@@ -41,20 +41,16 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from superion.atomic import file_sha256, write_json
+from superion.provenance import now_utc, software_versions
 from superion.errors import SimulationError, SuperionError
+from superion.layout import CHECKPOINT_NAME, COMPLETE_NAME, METADATA_NAME, THERMO_NAME, TRAJECTORY_NAME
 from superion.trajectory import (
-    CHECKPOINT_NAME,
-    COMPLETE_NAME,
-    METADATA_NAME,
-    THERMO_NAME,
-    TRAJECTORY_NAME,
     H5TrajectoryWriter,
     ThermoLog,
     read_checkpoint,
@@ -222,24 +218,6 @@ def initial_momenta(masses_amu: np.ndarray, temperature_K: float, seed: int) -> 
     p = rng.standard_normal((len(m), 3)) * np.sqrt(m * units.kB * temperature_K)
     p -= m * (p.sum(axis=0) / m.sum())  # zero total momentum (no drift of the whole crystal)
     return p
-
-
-def software_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from superion import __version__
-
-    out = {"superion": __version__, "python": sys.version.split()[0]}
-    for dist in ("matgl", "ase", "torch", "torch-geometric", "numpy", "h5py"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "missing"
-    return out
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --------------------------------------------------------------------------- engine
@@ -507,8 +485,7 @@ def run_md(
         lp = load_potential(potential, device=device, legacy=legacy)
         lp.check_elements(atoms.get_chemical_symbols())
         calculator = lp.calculator()
-        pot_meta = {"name": lp.name, "requested": str(potential), "sha256": lp.sha256, "legacy": lp.legacy,
-                    "device": lp.device, "path": str(lp.path) if lp.path else None}
+        pot_meta = {**lp.record(), "requested": str(potential)}
     else:
         pot_meta = {"name": potential_id, "sha256": None, "legacy": None, "device": "cpu", "path": None}
         if threads is not None:
@@ -544,7 +521,7 @@ def run_md(
         "cluster_labels": labels.to_dict(),
         "units": {"time": "fs", "length": "Angstrom", "velocity": "Angstrom/fs", "mass": "amu",
                   "energy": "eV", "pressure": "bar", "temperature": "K (2 E_kin / 3 N k_B)"},
-        "started_utc": (old_meta or {}).get("started_utc", _now()),
+        "started_utc": (old_meta or {}).get("started_utc", now_utc()),
         "resumed_utc": list((old_meta or {}).get("resumed_utc", [])),
         "n_frames": 0,
     }
@@ -560,7 +537,7 @@ def run_md(
         engine.set_state(state)
         writer = H5TrajectoryWriter.open_append(out / TRAJECTORY_NAME, keep_frames=int(info["n_frames"]))
         thermo = ThermoLog(out / THERMO_NAME, keep_rows=int(info["n_thermo_rows"]))
-        meta["resumed_utc"].append(_now())
+        meta["resumed_utc"].append(now_utc())
         log(f"superion md: resuming {out} from step {start_step} of {settings.total_steps}")
     else:
         start_step = 0
@@ -644,7 +621,7 @@ def run_md(
                     bar.set_postfix_str(f"{rate * dt_fs * 86400 / 1000:.1f} ps/day", refresh=False)
             bar.update(1)
     except SimulationError as exc:
-        meta.update(status="failed", message=str(exc), failed_step=step, finished_utc=_now(),
+        meta.update(status="failed", message=str(exc), failed_step=step, finished_utc=now_utc(),
                     n_frames=writer.n_frames)
         write_json(meta_path, meta)
         raise
@@ -663,7 +640,7 @@ def run_md(
 
     wall = time.perf_counter() - t_wall
     loop_steps = total - start_step
-    meta.update(status="complete", message="", finished_utc=_now(), n_frames=n_frames, wall_s=wall,
+    meta.update(status="complete", message="", finished_utc=now_utc(), n_frames=n_frames, wall_s=wall,
                 steps_per_s=loop_steps / loop_s if loop_s > 0 else None)
     write_json(meta_path, meta)
     write_json(out / COMPLETE_NAME, {"status": "complete", "settings_hash": shash, "steps": total,

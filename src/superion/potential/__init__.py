@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from superion.atomic import file_sha256
+from superion.provenance import software_versions
 from superion.errors import SuperionError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -480,7 +481,7 @@ class LoadedPotential:
         return {
             "name": self.name, "known_as": self.known_as, "path": str(self.path) if self.path else None,
             "sha256": self.sha256, "legacy_aggregation": self.legacy, "exact_dgl": self.exact_dgl,
-            "legacy_reason": self.legacy_reason, "device": self.device, "versions": installed_versions(),
+            "legacy_reason": self.legacy_reason, "device": self.device, "versions": software_versions(PARITY_DISTRIBUTIONS, python=False),
             "self_check": self.self_check_result,
         }
 
@@ -545,17 +546,8 @@ def _verified_str() -> str:
     return ", ".join(f"{k} {x}" for k, x in v.items())
 
 
-def installed_versions() -> dict[str, str]:
-    """Versions of the libraries the parity numbers depend on."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for dist, key in (("matgl", "matgl"), ("torch-geometric", "torch_geometric"), ("torch", "torch")):
-        try:
-            out[key] = version(dist)
-        except PackageNotFoundError:  # pragma: no cover
-            out[key] = "missing"
-    return out
+# The libraries the parity numbers depend on (keys of known_models.json "verified_with").
+PARITY_DISTRIBUTIONS = ("matgl", "torch-geometric", "torch")
 
 
 def load_potential(
@@ -607,9 +599,9 @@ def load_potential(
     if known_as and known_as != name and where != "path":
         log.warning("potential '%s' has the weights of known model '%s'", name, known_as)
     if self_check and known_as is not None:
-        v = installed_versions()
+        v = software_versions(PARITY_DISTRIBUTIONS, python=False)
         ver = known_models_table()["verified_with"]
-        if any(v.get(k) is not None and not v[k].startswith(ver[k]) for k in ("matgl", "torch_geometric")):
+        if any(v.get(k) is not None and not v[k].startswith(ver[k]) for k in ("matgl", "torch-geometric")):
             log.warning("matgl/torch-geometric %s differ from the verified %s", v, ver)
         lp.self_check_result = run_self_check(lp)
     _CACHE[key] = lp

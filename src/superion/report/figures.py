@@ -12,12 +12,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
+from superion import layout
 from superion.workflow import config as sc
 from superion.atomic import atomic_path
 from superion.errors import SuperionError
 from superion.report.tables import read_csv
-
-KB_EV_K = 8.617333262e-5
+from superion.units import K_B_EV_K as KB_EV_K
 
 
 def _plt():
@@ -35,7 +35,7 @@ def save_figure(fig, stem: str | Path, dpi: int = 200) -> list[Path]:
     """Write ``stem``.pdf/.svg/.png atomically; return the paths."""
     stem = Path(stem)
     out = []
-    for ext in sc.FIGURE_FORMATS:
+    for ext in layout.FIGURE_FORMATS:
         path = stem.with_name(stem.name + "." + ext)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=ext, dpi=dpi)
@@ -335,19 +335,19 @@ FIGURES: dict[str, Callable] = {
     "msd": msd_figure,
     "density": density_figure,
 }
-assert set(FIGURES) == set(sc.FIGURE_KINDS)
+assert set(FIGURES) == set(layout.FIGURE_KINDS)
 
 
 def make_figure(kind: str, cfg: dict, results: Path | None = None, out: Path | None = None) -> list[Path]:
     """Draw figure ``kind`` from the sweep's tables and write PDF/SVG/PNG; return the paths."""
     if kind not in FIGURES:
         raise SuperionError(f"unknown figure {kind!r}; choose from {', '.join(FIGURES)}")
-    res = Path(results) if results is not None else sc.results_dir(cfg)
-    summary = read_csv(res / sc.LAYOUT["summary"])
-    runs = read_csv(res / sc.LAYOUT["diffusion"])
+    res = Path(results) if results is not None else layout.results_dir(cfg)
+    summary = read_csv(res / layout.LAYOUT["summary"])
+    runs = read_csv(res / layout.LAYOUT["diffusion"])
     plt = _plt()
     fig = FIGURES[kind](cfg, summary, runs)
     try:
-        return save_figure(fig, out or res / sc.LAYOUT["figure"].format(kind=kind), dpi=cfg.get("figures", {}).get("dpi", 200))
+        return save_figure(fig, out or res / layout.LAYOUT["figure"].format(kind=kind), dpi=cfg.get("figures", {}).get("dpi", 200))
     finally:
         plt.close(fig)

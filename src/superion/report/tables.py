@@ -5,7 +5,7 @@ conductivity (mS/cm), active ions, rotation speeds (rad/ps) and relaxation times
 ``summary.csv``: one row per (system, mass setting) — Arrhenius Ea (eV) ± stderr, D0, the
 300 K extrapolation of D (cm²/s) and σ (mS/cm) with its 95 % interval, active fraction and
 rotation speed per temperature, and a ``warnings`` column.
-Paths follow :data:`superion.workflow.config.LAYOUT`.
+Paths follow :mod:`superion.layout`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from superion import layout
 from superion.workflow import config as sc
 from superion.atomic import write_text
 from superion.errors import SuperionError
@@ -81,13 +82,13 @@ def active_fraction(diff: dict, normalization: Any) -> float | None:
 
 def collect_runs(cfg: dict, results: Path | None = None) -> list[dict]:
     """One dict per MD run with the DIFFUSION_COLUMNS (+ rotation_<type>_* keys)."""
-    res = Path(results) if results is not None else sc.results_dir(cfg)
+    res = Path(results) if results is not None else layout.results_dir(cfg)
     rows = []
     for run in sc.runs(cfg):
-        adir = res / sc.LAYOUT["analysis"].format(**run.wildcards)
-        rdir = res / sc.LAYOUT["run"].format(**run.wildcards)
-        diff = _read_json(adir / "diffusion.json")
-        rot_path = adir / "rotation.json"
+        adir = res / layout.LAYOUT["analysis"].format(**run.wildcards)
+        rdir = res / layout.LAYOUT["run"].format(**run.wildcards)
+        diff = _read_json(layout.analysis_file(adir, "diffusion"))
+        rot_path = layout.analysis_file(adir, "rotation")
         rot = rotation_by_type(_read_json(rot_path)) if rot_path.is_file() else {}
         an = sc.system_section(cfg, run.system, "analysis")
         md = sc.system_section(cfg, run.system, "md")
@@ -119,10 +120,10 @@ def collect_runs(cfg: dict, results: Path | None = None) -> list[dict]:
                     row[f"{ctype}_{key}"] = entry[key]
         row["warnings"] = "; ".join(dict.fromkeys(str(w) for w in warnings))
         row["run_dir"] = str(rdir)
-        row["diffusion_json"] = str(adir / "diffusion.json")
-        row["msd_npz"] = str(adir / "diffusion.npz")
+        row["diffusion_json"] = str(layout.analysis_file(adir, "diffusion"))
+        row["msd_npz"] = str(layout.analysis_file(adir, "msd"))
         row["rotation_json"] = str(rot_path)
-        row["density_cube"] = str(adir / "density.cube")
+        row["density_cube"] = str(layout.analysis_file(adir, "density"))
         rows.append(row)
     return rows
 
@@ -152,11 +153,11 @@ def _group_warnings(cfg: dict, system: str, rows: list[dict], arr: dict) -> list
 
 def summarize(cfg: dict, run_rows: list[dict], results: Path | None = None) -> list[dict]:
     """One dict per (system, mass setting): Arrhenius results + per-T active fraction/rotation."""
-    res = Path(results) if results is not None else sc.results_dir(cfg)
+    res = Path(results) if results is not None else layout.results_dir(cfg)
     out = []
     for system, mass in sc.groups(cfg):
         rows = [r for r in run_rows if r["system"] == system and r["mass_setting"] == mass]
-        arr = _read_json(res / sc.LAYOUT["arrhenius"].format(system=system, mass=mass))
+        arr = _read_json(res / layout.LAYOUT["arrhenius"].format(system=system, mass=mass))
         series, factor = sc.mass_series(cfg, mass)
         ci = arr.get("conductivity_300K_ci95_mS_cm") or [None, None]
         temps = sorted({r["temperature_K"] for r in rows})
@@ -219,11 +220,11 @@ def to_csv(rows: list[dict], head: list[str], tail: list[str] = ()) -> str:
 def write_tables(cfg: dict, results: Path | None = None, summary_path: Path | None = None,
                  diffusion_path: Path | None = None) -> tuple[Path, Path]:
     """Write summary.csv and diffusion.csv (atomically); return their paths."""
-    res = Path(results) if results is not None else sc.results_dir(cfg)
+    res = Path(results) if results is not None else layout.results_dir(cfg)
     run_rows = collect_runs(cfg, res)
     summary = summarize(cfg, run_rows, res)
-    summary_path = Path(summary_path or res / sc.LAYOUT["summary"])
-    diffusion_path = Path(diffusion_path or res / sc.LAYOUT["diffusion"])
+    summary_path = Path(summary_path or res / layout.LAYOUT["summary"])
+    diffusion_path = Path(diffusion_path or res / layout.LAYOUT["diffusion"])
     write_text(diffusion_path, to_csv(run_rows, DIFFUSION_COLUMNS, DIFFUSION_TAIL))
     write_text(summary_path, to_csv(summary, SUMMARY_COLUMNS, ["warnings"]))
     return summary_path, diffusion_path

@@ -54,9 +54,12 @@ CLUSTER_CHARGE: dict[str, int] = {
     "AlH4": -1,
 }
 
-# Formal charge of single-atom ions (cations and lone anions such as S2-, Cl-).
+# Formal charge of single-atom ions (cations and lone anions such as S2-, Cl-): the one table,
+# used by the geometry/charge checks, the builder and Nernst-Einstein (mobile-ion charge).
+# H is absent on purpose: a lone H in a hydroborate is a broken cluster, not a proton; a proton
+# conductor's analysis passes --charge 1.
 ION_CHARGE: dict[str, int] = {
-    "Li": 1, "Na": 1, "K": 1, "Rb": 1, "Cs": 1, "Ag": 1, "Cu": 1, "Mg": 2, "Ca": 2,
+    "Li": 1, "Na": 1, "K": 1, "Rb": 1, "Cs": 1, "Ag": 1, "Cu": 1, "Mg": 2, "Ca": 2, "Zn": 2,
     "F": -1, "Cl": -1, "Br": -1, "I": -1, "O": -2, "S": -2,
 }
 

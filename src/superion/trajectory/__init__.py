@@ -30,12 +30,7 @@ import numpy as np
 from superion.atomic import atomic_path, json_default, write_text
 from superion.structures.clusters import ClusterLabels, labels_for
 from superion.errors import SuperionError
-
-TRAJECTORY_NAME = "trajectory.h5"
-THERMO_NAME = "thermo.csv"
-CHECKPOINT_NAME = "checkpoint.npz"
-METADATA_NAME = "metadata.json"
-COMPLETE_NAME = "complete.json"
+from superion.layout import METADATA_NAME, TRAJECTORY_NAME
 _MAX_BUFFER_BYTES = 64 << 20
 
 THERMO_COLUMNS = (

@@ -6,8 +6,7 @@ say (unknown system or mass setting in a reference, unknown potential, missing s
 file, time step that does not divide the save interval) and reports the first problem as one
 line (:class:`~superion.errors.SuperionError`). Defaults come from the schema.
 
-The results layout is defined here once (:data:`LAYOUT`) and used by the Snakefile, the
-tables and the figures. Times in ps/fs, temperatures in K, lengths in Å.
+Paths come from :mod:`superion.layout`. Times in ps/fs, temperatures in K, lengths in Å.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from superion.errors import SuperionError
+from superion.layout import path
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.json"
 
@@ -33,23 +33,6 @@ KNOWN_POTENTIALS: dict[str, frozenset[str] | None] = {
     "M3GNet-MP-2021.2.8-PES": None,
 }
 
-# Results layout, relative to results_dir(cfg) = <results_dir>/<name>.
-LAYOUT = {
-    "config": "config.json",
-    "prepared": "structures/{system}/prepared.extxyz",
-    "relaxed": "structures/{system}/relaxed.extxyz",
-    "run": "runs/{system}/{mass}/T{T}K/seed{seed}",
-    "analysis": "analysis/{system}/{mass}/T{T}K/seed{seed}",
-    "arrhenius": "arrhenius/{system}/{mass}.json",
-    "summary": "summary.csv",
-    "diffusion": "diffusion.csv",
-    "figure": "figures/{kind}",
-    "logs": "logs",
-    "benchmarks": "benchmarks",
-}
-
-FIGURE_KINDS = ("arrhenius", "mass_scaling", "rotation", "msd", "density")
-FIGURE_FORMATS = ("pdf", "svg", "png")
 
 
 # --------------------------------------------------------------------------------------
@@ -378,16 +361,6 @@ def mass_series(cfg: dict, mass: str) -> tuple[str, float]:
     if not scaled:
         return "ref", 1.0
     return "+".join(sorted(scaled)), float(max(scaled.values()))
-
-
-def results_dir(cfg: dict) -> Path:
-    """<results_dir>/<name>."""
-    return Path(cfg.get("results_dir", "results")) / cfg["name"]
-
-
-def path(cfg: dict, key: str, **wildcards) -> Path:
-    """A results path from :data:`LAYOUT`, e.g. ``path(cfg, 'arrhenius', system='oNBH', mass='ref')``."""
-    return results_dir(cfg) / LAYOUT[key].format(**wildcards)
 
 
 def run_dir(cfg: dict, run: Run) -> Path:
