@@ -13,7 +13,8 @@ import pytest
 
 from superion.errors import SimulationError, SuperionError
 from superion.md import MDSettings, initial_momenta, run_md
-from superion.trajectory import open_trajectory, read_thermo
+from superion.md.storage import read_thermo
+from superion.trajectory import open_trajectory
 
 NABH4 = "structures/approximants/NaBH4_P-421c-approx.cif"
 MODEL = "M3GNet-r2SCAN-NaBH"

@@ -20,7 +20,8 @@ from ase.calculators.emt import EMT as _AseEMT
 
 from superion.errors import SuperionError
 from superion.md import MDSettings, run_md
-from superion.trajectory import open_trajectory, read_thermo
+from superion.md.storage import read_thermo
+from superion.trajectory import open_trajectory
 
 SCRIPT = """
 import sys

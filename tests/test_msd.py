@@ -188,7 +188,7 @@ def test_collect_mobile_from_float32_h5_matches_float64_arrays(tmp_path, monkeyp
     the float64 result to float32 precision, and the displacements stay float32."""
     import h5py
 
-    import superion.trajectory as st
+    import superion.trajectory.h5md as st
     from superion.trajectory import H5TrajectoryWriter, open_trajectory
 
     if not raw_chunks:

@@ -7,14 +7,8 @@ import pytest
 
 from superion.structures.clusters import ClusterLabels
 from superion.errors import SuperionError
-from superion.trajectory import (
-    H5TrajectoryWriter,
-    ThermoLog,
-    open_trajectory,
-    read_checkpoint,
-    read_thermo,
-    write_checkpoint,
-)
+from superion.md.storage import ThermoLog, read_checkpoint, read_thermo, write_checkpoint
+from superion.trajectory import H5TrajectoryWriter, open_trajectory
 
 N = 5
 

@@ -50,12 +50,8 @@ from superion.atomic import file_sha256, write_json
 from superion.provenance import now_utc, software_versions
 from superion.errors import SimulationError, SuperionError
 from superion.layout import CHECKPOINT_NAME, COMPLETE_NAME, METADATA_NAME, THERMO_NAME, TRAJECTORY_NAME
-from superion.trajectory import (
-    H5TrajectoryWriter,
-    ThermoLog,
-    read_checkpoint,
-    write_checkpoint,
-)
+from superion.md.storage import ThermoLog, read_checkpoint, write_checkpoint
+from superion.trajectory.h5md import H5TrajectoryWriter
 
 ENSEMBLES = ("npt", "npt_iso", "nvt", "nve")
 DEFAULT_CHECKPOINT_STEPS = 100

@@ -1,0 +1,214 @@
+"""Trajectory readers: one interface over every format analysis reads, and ``open_trajectory``.
+
+Formats: superion run directories and ``.h5`` (:mod:`superion.trajectory.h5md`), any
+ASE-readable trajectory (``.traj`` lazily, ``.extxyz`` and others loaded once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from superion.errors import SuperionError
+from superion.layout import METADATA_NAME, TRAJECTORY_NAME
+from superion.structures.clusters import ClusterLabels, labels_for
+
+
+class TrajectoryReader:
+    """Common reader interface (see docs/architecture.md, "Trajectory reader").
+
+    Attributes: symbols, n_atoms, n_frames, masses (N,) amu, times_fs (F,), temperature_K,
+    wrapped, labels, metadata. ``frames`` may be a slice, an int or an index array;
+    ``atoms`` None (all), a slice or an index array.
+    """
+
+    symbols: list[str]
+    masses: np.ndarray
+    times_fs: np.ndarray
+    temperature_K: float | None
+    wrapped: bool
+    labels: ClusterLabels | None
+    metadata: dict
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def n_frames(self) -> int:
+        return int(len(self.times_fs))
+
+    def cells(self, frames=slice(None)) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def positions(self, frames=slice(None), atoms=None) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def velocities(self, frames=slice(None), atoms=None) -> np.ndarray | None:
+        """Velocities (f, n, 3) Å/fs when stored, else None."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _frame_index(frames, n: int) -> tuple[Any, np.ndarray | None]:
+    """(h5py-compatible selection, reorder index or None)."""
+    if isinstance(frames, (int, np.integer)):
+        i = int(frames)
+        if i < -n or i >= n:
+            raise IndexError(f"frame {i} out of range for {n} frames")
+        i %= n
+        return slice(i, i + 1), None
+    if isinstance(frames, slice):
+        return slice(*frames.indices(n)), None
+    idx = np.asarray(frames, dtype=np.int64).ravel()
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"frame index out of range for {n} frames")
+    idx = idx % n if n else idx
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    return uniq, inverse
+
+
+def _read_frames(ds, frames, n: int) -> np.ndarray:
+    sel, inverse = _frame_index(frames, n)
+    if isinstance(sel, slice):
+        if sel.step is not None and sel.step < 0:
+            return ds[np.arange(n)[sel][::-1]][::-1] if len(range(*sel.indices(n))) else ds[0:0]
+        return ds[sel]
+    data = ds[sel] if len(sel) else ds[0:0]
+    return data[inverse]
+
+
+
+class AseTrajectoryReader(TrajectoryReader):
+    """Reader of ASE-readable files (.traj lazily; .extxyz and others loaded once).
+
+    Times: ``frame_interval_fs`` if given, else ``atoms.info["time_fs"]`` (or ``"time"``, taken
+    as fs), else an error. Positions are assumed wrapped unless ``wrapped=False`` is passed or
+    the frames say ``info["wrapped"] = False`` (as ``superion export`` writes).
+    """
+
+    def __init__(self, path: str | os.PathLike, frame_interval_fs: float | None = None,
+                 wrapped: bool | None = None) -> None:
+        from ase.io import iread
+        from ase.io.trajectory import Trajectory
+
+        self.path = Path(path)
+        self._traj = None
+        try:
+            if self.path.suffix == ".traj":
+                self._traj = Trajectory(str(self.path), "r")
+                n = len(self._traj)
+                first = self._traj[0] if n else None
+                infos = [self._traj[i].info for i in range(n)] if n else []
+                self._pos_all = None
+                self._cell_all = None
+            else:
+                pos, cell, infos = [], [], []
+                first = None
+                for a in iread(str(self.path), index=":"):
+                    if first is None:
+                        first = a
+                    elif len(a) != len(first):
+                        raise SuperionError(f"{self.path}: frames have different atom counts; one system per file")
+                    pos.append(np.asarray(a.positions, dtype=np.float64))
+                    cell.append(np.asarray(a.cell.array, dtype=np.float64))
+                    infos.append(dict(a.info))
+                self._pos_all = np.asarray(pos)
+                self._cell_all = np.asarray(cell)
+        except SuperionError:
+            raise
+        except Exception as exc:
+            raise SuperionError(f"cannot read trajectory {self.path} ({type(exc).__name__}: {exc})") from None
+        if first is None:
+            raise SuperionError(f"{self.path} holds no frames")
+        self.symbols = first.get_chemical_symbols()
+        self.masses = np.asarray(first.get_masses(), dtype=float)
+        times = [i.get("time_fs", i.get("time")) for i in infos]
+        if frame_interval_fs is not None:  # an explicit interval wins over stored times
+            if not frame_interval_fs > 0:
+                raise SuperionError(f"frame_interval_fs must be > 0, got {frame_interval_fs}")
+            self.times_fs = np.arange(len(infos), dtype=float) * float(frame_interval_fs)
+        elif all(t is not None for t in times):
+            self.times_fs = np.asarray(times, dtype=float)
+        else:
+            raise SuperionError(
+                f"{self.path} has no per-frame time (atoms.info 'time_fs'); give the frame interval "
+                "(frame_interval_fs / --frame-interval-fs)"
+            )
+        steps = [i.get("step") for i in infos]
+        self.steps = (np.asarray(steps, dtype=np.int64) if all(x is not None for x in steps)
+                      else np.arange(len(infos), dtype=np.int64))
+        if wrapped is None:
+            wrapped = bool(first.info.get("wrapped", True))
+        self.wrapped = wrapped
+        t = first.info.get("temperature_K")
+        self.temperature_K = None if t is None else float(t)
+        try:
+            self.labels = labels_for(first)
+        except Exception:  # labelling needs a periodic cell; a molecule file has no clusters to speak of
+            self.labels = None
+        self.metadata = {"source": str(self.path)}
+
+    def _get(self, frames, what: str) -> np.ndarray:
+        n = self.n_frames
+        sel, inverse = _frame_index(frames, n)
+        idx = np.arange(n)[sel] if isinstance(sel, slice) else sel
+        if self._traj is not None:
+            arr = np.array([
+                self._traj[int(i)].positions if what == "pos" else self._traj[int(i)].cell.array for i in idx
+            ], dtype=np.float64).reshape((len(idx),) + ((self.n_atoms, 3) if what == "pos" else (3, 3)))
+        else:
+            arr = (self._pos_all if what == "pos" else self._cell_all)[idx]
+        return arr if inverse is None else arr[inverse]
+
+    def cells(self, frames=slice(None)) -> np.ndarray:
+        return self._get(frames, "cell")
+
+    def positions(self, frames=slice(None), atoms=None) -> np.ndarray:
+        data = self._get(frames, "pos")
+        return data if atoms is None else data[:, atoms]
+
+    def close(self) -> None:
+        if self._traj is not None:
+            self._traj.close()
+
+
+def open_trajectory(path: str | os.PathLike, frame_interval_fs: float | None = None,
+                    wrapped: bool | None = None) -> TrajectoryReader:
+    """Open a run directory, a ``.h5`` trajectory, or any ASE-readable trajectory file.
+
+    ``frame_interval_fs`` sets the frame times of ASE files (overriding stored times; ignored
+    for .h5 and run directories, whose times are exact); ``wrapped``
+    overrides the wrapped/unwrapped guess for ASE files (superion .h5 is always unwrapped).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SuperionError(f"trajectory {p} not found; give a run directory, a .h5, .traj or .extxyz file")
+    if p.is_dir():
+        h5 = p / TRAJECTORY_NAME
+        if not h5.exists():
+            raise SuperionError(f"{p} has no {TRAJECTORY_NAME}; is it a 'superion md' run directory?")
+        meta = None
+        if (p / METADATA_NAME).exists():
+            meta = json.loads((p / METADATA_NAME).read_text())
+        from superion.trajectory.h5md import H5TrajectoryReader
+
+        return H5TrajectoryReader(h5, metadata=meta)
+    if p.suffix.lower() in (".h5", ".hdf5", ".h5md"):
+        from superion.trajectory.h5md import H5TrajectoryReader
+
+        return H5TrajectoryReader(p)
+    return AseTrajectoryReader(p, frame_interval_fs=frame_interval_fs, wrapped=wrapped)
+
