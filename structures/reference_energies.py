@@ -35,9 +35,10 @@ def main() -> int:
     from ase.io import read
 
     from superion.atomic import write_json
-    from superion.structures.build import lattice_report, space_group
+    from superion.structures.lattice import lattice_report
     from superion.potential import get_calculator
     from superion.structures.relax import relax_structure
+    from superion.structures.symmetry import space_group_label
 
     calc = get_calculator("M3GNet-r2SCAN-NaBH", device="cpu", threads=1)
     out: dict = {"settings": "FIRE+FrechetCellFilter fmax 0.05 (400 steps) then fmax 0.02 (1000 steps); M3GNet-r2SCAN-NaBH",
@@ -60,7 +61,7 @@ def main() -> int:
                                 "energy_before_eV_atom": round(r1.energy_before_eV / len(atoms), 6),
                                 "energy_eV_atom": round(r2.energy_per_atom_eV, 6), "converged": r2.converged,
                                 "steps": r1.steps + r2.steps, "lattice": lattice_report(r2.atoms, ref),
-                                "space_group": space_group(r2.atoms, 0.1)}
+                                "space_group": space_group_label(r2.atoms, 0.1)}
         print(name, out["entries"][name], flush=True)
     e = out["entries"]
 

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from superion.errors import SimulationError, SuperionError
+from superion.structures.lattice import lattice_parameters
+from superion.structures.symmetry import SYMPREC_A, space_group
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 EV_A3_TO_GPA = 160.21766208
-SYMPREC = 0.1  # Å; tolerant enough to see the symmetry of a relaxed (float32-noisy) structure
 
 
 @dataclass
@@ -64,32 +65,6 @@ class RelaxResult:
         return d
 
 
-def lattice_dict(atoms) -> dict:
-    """a, b, c (Å), alpha, beta, gamma (deg), volume (Å^3) and the matrix (rows = vectors)."""
-    a, b, c, alpha, beta, gamma = atoms.cell.cellpar()
-    return {
-        "a_A": float(a), "b_A": float(b), "c_A": float(c),
-        "alpha_deg": float(alpha), "beta_deg": float(beta), "gamma_deg": float(gamma),
-        "volume_A3": float(atoms.get_volume()),
-        "matrix_A": np.asarray(atoms.cell[:], dtype=float).round(8).tolist(),
-    }
-
-
-def spacegroup(atoms, symprec: float = SYMPREC) -> dict:
-    """International symbol and number found by spglib (via pymatgen) at ``symprec`` Å."""
-    try:
-        from pymatgen.io.ase import AseAtomsAdaptor
-        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-        plain = atoms.copy()
-        plain.calc = None
-        plain.constraints = []
-        sga = SpacegroupAnalyzer(AseAtomsAdaptor.get_structure(plain), symprec=symprec)
-        return {"symbol": sga.get_space_group_symbol(), "number": int(sga.get_space_group_number()), "symprec_A": symprec}
-    except Exception as exc:  # symmetry is a report, never a reason to fail a relaxation
-        return {"symbol": None, "number": None, "symprec_A": symprec, "error": str(exc)[:200]}
-
-
 def check_relax_settings(fmax: float, max_steps: int, optimizer: str) -> str:
     """Validate settings; return the canonical optimizer name."""
     if not (isinstance(fmax, (int, float)) and math.isfinite(fmax) and fmax > 0):
@@ -112,7 +87,7 @@ def relax_structure(
     optimizer: str = "FIRE",
     trajectory: str | os.PathLike | None = None,
     logfile: str | os.PathLike | None = None,
-    symprec: float = SYMPREC,
+    symprec: float = SYMPREC_A,
     stress_tol_GPa: float | None = 0.1,
 ) -> RelaxResult:
     """Relax ``atoms`` (a copy; the input is not modified) with ``calculator``.
@@ -131,8 +106,8 @@ def relax_structure(
     work = atoms.copy()
     work.constraints = []
     work.calc = calculator
-    before_lat = lattice_dict(work)
-    sg_before = spacegroup(work, symprec)
+    before_lat = lattice_parameters(work)
+    sg_before = space_group(work, symprec)
     try:
         e0 = float(work.get_potential_energy())
     except Exception as exc:
@@ -188,8 +163,8 @@ def relax_structure(
         volume_before_A3=before_lat["volume_A3"],
         volume_after_A3=float(work.get_volume()),
         lattice_before=before_lat,
-        lattice_after=lattice_dict(work),
+        lattice_after=lattice_parameters(work),
         spacegroup_before=sg_before,
-        spacegroup_after=spacegroup(work, symprec),
+        spacegroup_after=space_group(work, symprec),
         energy_before_eV=e0,
     )
