@@ -84,6 +84,67 @@ def test_read_disordered_needs_prepare(repo_dir):
     assert not s.is_ordered and s.composition.reduced_formula == "Li6PS5Cl"
 
 
+def _nabh4_cell(repo_dir):
+    return read_atoms(repo_dir / "structures" / "NaBH4_F-43m.cif")
+
+
+def test_read_atoms_extxyz_last_frame_plain_with_labels(tmp_path, repo_dir):
+    """The one reader (also md's): last frame, no calculator, no constraints, cluster labels kept."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.constraints import FixAtoms
+    from ase.io import write
+
+    first, last = _nabh4_cell(repo_dir), _nabh4_cell(repo_dir)
+    last.positions += 0.01
+    label_clusters(last).attach(last)
+    last.set_constraint(FixAtoms(indices=[0, 1]))
+    last.calc = SinglePointCalculator(last, energy=-1.0, forces=np.zeros((len(last), 3)))
+    path = tmp_path / "two.extxyz"
+    write(path, [first, last])
+    atoms = read_atoms(path)
+    assert np.allclose(atoms.positions, last.positions)
+    assert atoms.calc is None and atoms.constraints == []
+    assert ClusterLabels.from_atoms(atoms).counts() == {"BH4": 4}
+
+
+def test_overlap_check_can_be_left_to_the_caller(tmp_path, repo_dir):
+    from ase.io import write
+
+    atoms = _nabh4_cell(repo_dir)
+    na = [a.index for a in atoms if a.symbol == "Na"][0]
+    atoms.append("Na")
+    atoms.positions[-1] = atoms.positions[na] + [0.3, 0, 0]
+    path = tmp_path / "overlap.extxyz"
+    write(path, atoms)
+    with pytest.raises(SuperionError, match="apart"):
+        read_atoms(path)
+    assert len(read_atoms(path, check_overlap=False)) == len(atoms)
+    (tmp_path / "dup.cif").write_text(LICL_CIF + "Cl Cl4 0.5 0.5 0.501 1\n")
+    assert len(read_pymatgen(tmp_path / "dup.cif", check_overlap=False)) == 9
+    assert len(read_atoms(tmp_path / "dup.cif", check_overlap=False)) == 9
+
+
+def test_check_geometry_reports_overlaps_instead_of_refusing(tmp_path, repo_dir, capsys):
+    from ase.io import write
+
+    atoms = _nabh4_cell(repo_dir)
+    na = [a.index for a in atoms if a.symbol == "Na"][0]
+    atoms.positions[na] = atoms.positions[na - 1 if na else 1] + [0.3, 0, 0]  # on top of its neighbour
+    write(tmp_path / "bad.extxyz", atoms)
+    code = main(["check-geometry", str(tmp_path / "bad.extxyz")])
+    out = capsys.readouterr().out
+    assert code == 1 and "problem" in out
+
+
+def test_read_atoms_needs_a_periodic_cell(tmp_path):
+    from ase import Atoms
+    from ase.io import write
+
+    write(tmp_path / "mol.extxyz", Atoms("BH4", positions=[[0, 0, 0], [1.2, 0, 0], [-1.2, 0, 0], [0, 1.2, 0], [0, -1.2, 0]]))
+    with pytest.raises(SuperionError, match="periodic"):
+        read_atoms(tmp_path / "mol.extxyz")
+
+
 # ---------------------------------------------------------------- prepare round trips
 @pytest.mark.parametrize(
     "name, mult, per_cell",

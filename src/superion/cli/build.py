@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         "check-geometry",
         help="check a structure: cluster integrity, bond ranges, H–H and cation contacts, counts, charge balance",
     )
-    g.add_argument("file", help="any ASE-readable structure (CIF, extxyz, POSCAR)")
+    g.add_argument("file", help="ordered periodic structure (CIF, extxyz, POSCAR)")
     g.add_argument("--expect", default=None, help="expected cluster counts, e.g. B12H12=4,BH4=4")
     g.add_argument("--json", action="store_true", help="print the full report as JSON")
     g.set_defaults(func=_cmd_check)
@@ -45,28 +45,12 @@ def _parse_expect(text: str | None) -> dict[str, int] | None:
     return out
 
 
-def _read(path: str):
-    from pathlib import Path
-
-    from superion.errors import SuperionError
-
-    if not Path(path).is_file():
-        raise SuperionError(f"structure file {path} not found")
-    from ase.io import read
-
-    try:
-        return read(path)
-    except Exception as exc:
-        raise SuperionError(f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-
-
 def _cmd_check(args: argparse.Namespace) -> int:
     import json
 
-    from superion.structures.geometry import check_geometry
+    from superion.structures.geometry import check_structure_file
 
-    atoms = _read(args.file)
-    rep = check_geometry(atoms, _parse_expect(args.expect))
+    atoms, rep = check_structure_file(args.file, _parse_expect(args.expect))
     if args.json:
         print(json.dumps(rep.to_dict(), indent=2))
     else:

@@ -160,3 +160,14 @@ def check_geometry(atoms, expected_counts: dict[str, int] | None = None, *, cuto
     if charge != 0:
         rep.problems.append(f"charge imbalance: formal charges sum to {charge:+d} e")
     return rep
+
+
+def check_structure_file(path, expected_counts: dict[str, int] | None = None) -> tuple[object, GeometryReport]:
+    """(atoms, report) for a structure file read with :func:`superion.structures.io.read_atoms`.
+
+    Overlapping atoms are reported as problems here, not refused by the reader.
+    """
+    from superion.structures.io import read_atoms
+
+    atoms = read_atoms(path, check_overlap=False)
+    return atoms, check_geometry(atoms, expected_counts)

@@ -1,10 +1,14 @@
-"""Reading and validating structure files; writing prepared structures with their report.
+"""The one structure reader of every command, and the writer of prepared/relaxed structures.
 
-Readers turn every failure (missing file, malformed CIF, empty cell, overlapping atoms) into
-one-line :class:`SuperionError` messages. CIF (and other pymatgen formats) are read with
-pymatgen so that partial occupancies survive; extended XYZ / ASE trajectories are read with
-ASE so that stored cluster labels (``arrays["cluster_id"]``) survive. Writers go through
-:mod:`superion.atomic` (write-then-rename: no partial file on failure).
+:func:`read_atoms` is what ``prepare``, ``relax``, ``check-geometry``, ``build`` and ``md`` read
+with: one ordered, periodic structure (last frame), ``calc`` None and constraints cleared.
+:func:`read_pymatgen` is the same reader for inputs that may be disordered (``prepare``,
+``supercell``, the workflow's cost estimate). Readers turn every failure (missing file,
+malformed CIF, empty cell, overlapping atoms) into one-line :class:`SuperionError` messages.
+CIF (and other pymatgen formats) are read with pymatgen so that partial occupancies survive;
+extended XYZ / ASE trajectories are read with ASE so that stored cluster labels
+(``arrays["cluster_id"]``) survive. Writers go through :mod:`superion.atomic`
+(write-then-rename: no partial file on failure).
 """
 
 from __future__ import annotations
@@ -59,16 +63,17 @@ def check_output_path(path: str | os.PathLike, allowed: tuple[str, ...] | None =
 
 
 
-def read_pymatgen(path: str | os.PathLike) -> "Structure":
+def read_pymatgen(path: str | os.PathLike, *, check_overlap: bool = True) -> "Structure":
     """Read any pymatgen-readable structure (CIF with partial occupancies, POSCAR, ...).
 
-    Extended XYZ is read through ASE and converted. Raises SuperionError on any failure.
+    Extended XYZ is read through ASE and converted. Raises SuperionError on any failure;
+    fully occupied atoms closer than ``MIN_DISTANCE_A`` are one unless ``check_overlap`` is False.
     """
     p = check_input_file(path)
     if p.suffix.lower() in ASE_FORMATS:
         from pymatgen.io.ase import AseAtomsAdaptor
 
-        return AseAtomsAdaptor.get_structure(read_atoms(p))
+        return AseAtomsAdaptor.get_structure(read_atoms(p, check_overlap=check_overlap))
     from pymatgen.core import Structure
 
     with warnings.catch_warnings(record=True) as caught:
@@ -79,12 +84,12 @@ def read_pymatgen(path: str | os.PathLike) -> "Structure":
             hint = next((str(w.message) for w in caught if "No structure parsed" in str(w.message)), "")
             detail = _one_line(f"{exc}" + (f" ({hint})" if hint else ""))
             raise SuperionError(f"cannot read a structure from {p}: {detail}; check that it is a valid CIF/POSCAR file") from None
-    validate_structure(structure, p)
+    validate_structure(structure, p, check_overlap=check_overlap)
     return structure
 
 
-def validate_structure(structure: "Structure", source: Any = "structure") -> None:
-    """Reject empty cells, zero volume and overlapping fully-occupied atoms."""
+def validate_structure(structure: "Structure", source: Any = "structure", *, check_overlap: bool = True) -> None:
+    """Reject empty cells, zero volume and (unless ``check_overlap`` is False) overlapping fully-occupied atoms."""
     import numpy as np
 
     if len(structure) == 0:
@@ -92,7 +97,7 @@ def validate_structure(structure: "Structure", source: Any = "structure") -> Non
     if not np.isfinite(structure.lattice.matrix).all() or structure.volume < 1e-3:
         raise SuperionError(f"{source} has a degenerate cell (volume {structure.volume:.3g} Å^3); check the lattice")
     ordered = [i for i, site in enumerate(structure) if site.is_ordered]
-    if len(ordered) >= 2:
+    if check_overlap and len(ordered) >= 2:
         sub = structure.copy()
         sub.remove_sites([i for i in range(len(structure)) if i not in set(ordered)])
         i, j, _, d = sub.get_neighbor_list(MIN_DISTANCE_A)
@@ -105,10 +110,13 @@ def validate_structure(structure: "Structure", source: Any = "structure") -> Non
             )
 
 
-def read_atoms(path: str | os.PathLike) -> "Atoms":
-    """Read one ordered structure as ASE ``Atoms`` (extxyz keeps cluster labels; last frame).
+def read_atoms(path: str | os.PathLike, *, check_overlap: bool = True) -> "Atoms":
+    """Read one ordered periodic structure as ASE ``Atoms``: the last frame, ``calc`` None,
+    no constraints; extxyz keeps its cluster labels (``arrays["cluster_id"]``).
 
     CIFs are read with pymatgen; partial occupancies are an error naming ``superion prepare``.
+    Atoms closer than ``MIN_DISTANCE_A`` are an error unless ``check_overlap`` is False (for
+    ``check-geometry``, which reports them instead).
     """
     p = check_input_file(path)
     suffix = p.suffix.lower()
@@ -123,9 +131,17 @@ def read_atoms(path: str | os.PathLike) -> "Atoms":
             raise SuperionError(f"{p} contains no atoms; check the file")
         if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-3:
             raise SuperionError(f"{p} has no periodic cell; give a crystal structure with a lattice")
-        validate_atoms(atoms, p)
+        occupancy = atoms.info.get("occupancy")
+        if isinstance(occupancy, dict) and any(
+            float(v) < 0.999 for site in occupancy.values() if isinstance(site, dict) for v in site.values()
+        ):
+            raise SuperionError(f"{p} has partially occupied sites; order it first with 'superion prepare'")
+        if check_overlap:
+            validate_atoms(atoms, p)
+        atoms.calc = None  # stored energies/forces are not results of the caller's potential
+        atoms.set_constraint()
         return atoms
-    structure = read_pymatgen(p)
+    structure = read_pymatgen(p, check_overlap=check_overlap)
     if not structure.is_ordered:
         raise SuperionError(
             f"{p} has partial occupancies ({structure.composition.reduced_formula} disordered); "
@@ -139,6 +155,8 @@ def read_atoms(path: str | os.PathLike) -> "Atoms":
         atoms.info.pop(key)
     for key in [k for k in atoms.arrays if k not in ("numbers", "positions")]:
         atoms.arrays.pop(key)
+    atoms.calc = None
+    atoms.set_constraint()
     return atoms
 
 
