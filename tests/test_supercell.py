@@ -7,7 +7,15 @@ import pytest
 from ase import Atoms
 
 from superion.errors import SuperionError
-from superion.structures.supercell import explicit_supercell, find_supercell, make_supercell, perpendicular_widths
+from superion.structures.supercell import (
+    choose_supercell,
+    explicit_supercell,
+    find_supercell,
+    make_supercell,
+    ordered_atoms_per_cell,
+    perpendicular_widths,
+    supercell_summary,
+)
 
 
 def _is_smallest(cell, mult, w):
@@ -90,3 +98,36 @@ def test_make_supercell_drops_stale_labels():
     assert len(sc) == 12
     assert "cluster_id" not in sc.arrays and "cluster_types" not in sc.info
     assert np.allclose(sc.cell.lengths(), [10, 5, 15])
+
+
+def test_choose_supercell_precedence():
+    cell = np.eye(3) * 6.16
+    assert choose_supercell(cell, supercell=[1, 2, 3], min_width_A=30.0).multiplier == (1, 2, 3)
+    assert choose_supercell(cell, min_width_A=10.0).multiplier == (2, 2, 2)
+    none = choose_supercell(cell)  # neither: the cell itself, as the workflow's prepare rule does
+    assert none.multiplier == (1, 1, 1) and none.min_width_A is None
+
+
+def test_ordered_atoms_and_summary_of_a_disordered_cell(repo_dir):
+    from superion.structures.io import read_pymatgen
+
+    li = read_pymatgen(repo_dir / "structures" / "Li6PS5Cl_F-43m.cif")
+    assert ordered_atoms_per_cell(li) == pytest.approx(52.0)  # Li24 P4 S20 Cl4 on more sites than that
+    assert len(li) > 52
+    d = supercell_summary(li, 10.0)
+    assert d["multiplier"] == [2, 2, 2] and d["n_atoms"] is None and d["n_atoms_ordered"] == pytest.approx(416.0)
+
+
+def test_config_estimate_uses_the_supercell_search(tmp_path, repo_dir):
+    """The workflow's cost estimate counts the atoms `superion prepare` would write."""
+    from superion.workflow.config import _estimate_atoms
+
+    li = str(repo_dir / "structures" / "Li6PS5Cl_F-43m.cif")
+    nabh4 = str(repo_dir / "structures" / "NaBH4_F-43m.cif")
+    cfg = {"systems": {"li": {"structure": li, "min_width_A": 10.0},
+                       "na": {"structure": nabh4, "supercell": [3, 1, 1]},
+                       "cell": {"structure": nabh4},
+                       "missing": {"structure": str(tmp_path / "nope.cif"), "min_width_A": 10.0}}}
+    assert _estimate_atoms(cfg, "li") == 416  # = test_prepare_order_in_supercell's n_atoms
+    assert _estimate_atoms(cfg, "na") == 72 and _estimate_atoms(cfg, "cell") == 24
+    assert _estimate_atoms(cfg, "missing") is None

@@ -246,16 +246,8 @@ def cmd_relax(args: argparse.Namespace) -> int:
 
 def cmd_supercell(args: argparse.Namespace) -> int:
     from superion.structures.io import read_pymatgen
-    from superion.structures.supercell import check_min_width, find_supercell
+    from superion.structures.supercell import check_min_width, supercell_summary
 
     check_min_width(args.min_width_A)
-    structure = read_pymatgen(args.input)
-    choice = find_supercell(structure.lattice.matrix, args.min_width_A, n_atoms_cell=len(structure))
-    d = choice.to_dict()
-    if not structure.is_ordered:
-        d["note"] = "input has partial occupancies: atom counts are sites, not atoms"
-        d["n_atoms_cell"] = None
-        d["n_atoms"] = None
-        d["n_atoms_ordered"] = round(sum(structure.composition.values()) * choice.n_cells, 3)
-    print(json.dumps(d, indent=2))
+    print(json.dumps(supercell_summary(read_pymatgen(args.input), args.min_width_A), indent=2))
     return 0

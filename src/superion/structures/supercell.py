@@ -117,6 +117,37 @@ def explicit_supercell(cell, multiplier, n_atoms_cell: int | None = None) -> Sup
     )
 
 
+def choose_supercell(cell, *, supercell=None, min_width_A: float | None = None,
+                     n_atoms_cell: int | None = None) -> SupercellChoice:
+    """The supercell ``superion prepare`` builds: the explicit ``supercell`` multiplier if given,
+    else the smallest with all widths ≥ ``min_width_A`` (Å), else the cell itself (1, 1, 1)."""
+    if supercell is not None:
+        return explicit_supercell(cell, supercell, n_atoms_cell)
+    if min_width_A is not None:
+        return find_supercell(cell, min_width_A, n_atoms_cell)
+    return explicit_supercell(cell, (1, 1, 1), n_atoms_cell)
+
+
+def ordered_atoms_per_cell(structure) -> float:
+    """Atoms per cell of an ordered model of a pymatgen ``structure``: the sum of the site
+    occupancies (the number of sites when the structure is ordered)."""
+    return float(sum(structure.composition.values()))
+
+
+def supercell_summary(structure, min_width_A: float = DEFAULT_MIN_WIDTH_A) -> dict:
+    """``superion supercell``: :meth:`SupercellChoice.to_dict` of the smallest supercell of a
+    pymatgen ``structure`` with widths ≥ ``min_width_A`` (Å); for a disordered structure the
+    atom counts are None and ``n_atoms_ordered`` gives the ordered model's atoms instead."""
+    choice = find_supercell(structure.lattice.matrix, min_width_A, n_atoms_cell=len(structure))
+    d = choice.to_dict()
+    if not structure.is_ordered:
+        d["note"] = "input has partial occupancies: atom counts are sites, not atoms"
+        d["n_atoms_cell"] = None
+        d["n_atoms"] = None
+        d["n_atoms_ordered"] = round(ordered_atoms_per_cell(structure) * choice.n_cells, 3)
+    return d
+
+
 def make_supercell(atoms, multiplier):
     """ASE ``Atoms`` repeated (n1, n2, n3) times.
 

@@ -388,26 +388,16 @@ def estimate_cost(cfg: dict) -> dict:
 
 
 def _estimate_atoms(cfg: dict, system: str) -> int | None:
+    """Atoms of the system's prepared supercell (of the ordered model when the input is disordered),
+    chosen as ``superion prepare`` chooses it; None if the structure cannot be read."""
+    from superion.structures.io import read_pymatgen
+    from superion.structures.supercell import choose_supercell, ordered_atoms_per_cell
+
     sysc = cfg["systems"][system]
     try:
-        import numpy as np
-        from ase.io import read
-
-        atoms = read(sysc["structure"])
-        if any(k for k in atoms.info if "occupanc" in k.lower()):
-            pass
-        n = len(atoms)
-        if "supercell" in sysc:
-            return n * int(np.prod(sysc["supercell"]))
-        if "min_width_A" in sysc:
-            cell = atoms.cell
-            vol = abs(np.linalg.det(cell[:]))
-            mult = 1
-            for i in range(3):
-                j, k = (i + 1) % 3, (i + 2) % 3
-                width = vol / np.linalg.norm(np.cross(cell[j], cell[k]))
-                mult *= int(np.ceil(sysc["min_width_A"] / width - 1e-9))
-            return n * mult
-        return n
-    except Exception:
+        structure = read_pymatgen(sysc["structure"])
+        choice = choose_supercell(structure.lattice.matrix, supercell=sysc.get("supercell"),
+                                  min_width_A=sysc.get("min_width_A"))
+    except SuperionError:
         return None
+    return int(round(ordered_atoms_per_cell(structure))) * choice.n_cells
