@@ -114,3 +114,59 @@ def test_cli_non_convergence(tmp_path, nabh4, potential, capsys):
     assert "NOT converged" in err
     assert json.loads(out.with_suffix(".json").read_text())["converged"] is False
     assert main(args + ["--require-converged"]) == 1
+
+
+# ---------------------------------------------------------------- the relax stage as a library
+def test_relax_with_report_in_memory(nabh4, potential):
+    from superion.atomic import file_sha256
+    from superion.structures.io import read_atoms
+    from superion.structures.relax import relax_with_report
+
+    relaxed = relax_with_report(read_atoms(nabh4), potential, fmax=0.1, max_steps=50, relax_cell=False, source=nabh4)
+    rep, res = relaxed.report, relaxed.result
+    assert rep["command"] == "relax" and rep["output"] is None
+    assert rep["input"]["sha256"] == file_sha256(nabh4)
+    assert rep["settings"] == {"fmax_eV_A": 0.1, "stress_tol_GPa": 0.1, "max_steps": 50, "optimizer": "FIRE",
+                               "relax_cell": False, "filter": None}
+    assert rep["potential"] == potential.record()
+    assert rep["energy_per_atom_eV"] == res.energy_per_atom_eV and rep["converged"] == res.converged
+    assert relaxed.clusters_intact and rep["clusters_before"] == rep["clusters_after"] == {"BH4": 4}
+    assert (res.atoms.arrays["cluster_id"] >= 0).sum() == 20  # labels ride along on the relaxed atoms
+    assert res.converged and relaxed.warnings() == []
+
+
+def test_relax_with_report_says_not_converged(nabh4, potential):
+    from superion.structures.relax import relax_with_report
+
+    relaxed = relax_with_report(_rattled(nabh4), potential, fmax=0.0001, max_steps=1, source=None)
+    assert relaxed.report["input"] is None and relaxed.report["converged"] is False
+    (msg,) = relaxed.warnings()
+    assert "NOT converged after 1 steps" in msg and "0.0001 eV/Å" in msg
+
+
+def test_relax_file_checks_before_reading_or_loading(tmp_path, nabh4, potential):
+    from superion.structures.relax import loaded_potential, relax_file
+
+    missing = tmp_path / "nope.cif"
+    with pytest.raises(SuperionError, match="extension"):
+        relax_file(missing, tmp_path / "o.txt", potential="No-Such-Model-xyz")
+    with pytest.raises(SuperionError, match="fmax"):
+        relax_file(missing, tmp_path / "o.cif", potential="No-Such-Model-xyz", fmax=0)
+    with pytest.raises(SuperionError, match="not found"):
+        relax_file(missing, tmp_path / "o.cif", potential="No-Such-Model-xyz")
+    with pytest.raises(SuperionError, match="Li"):
+        loaded_potential(potential, symbols={"Li", "Na"})
+    assert loaded_potential(potential, symbols={"Na", "B", "H"}) is potential
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_relax_file_writes_structure_and_report(tmp_path, nabh4, potential):
+    from superion.structures.relax import relax_file
+
+    out = tmp_path / "r.extxyz"
+    relaxed = relax_file(nabh4, out, potential=potential, fmax=0.1, max_steps=20, relax_cell=False)
+    rep = json.loads(out.with_suffix(".json").read_text())
+    assert rep["output"] == str(out) and rep == json.loads(json.dumps(relaxed.report))
+    back = read(out)
+    assert np.allclose(back.positions, relaxed.result.atoms.positions)
+    assert "cluster_id" in back.arrays

@@ -145,6 +145,48 @@ def test_read_atoms_needs_a_periodic_cell(tmp_path):
         read_atoms(tmp_path / "mol.extxyz")
 
 
+# ---------------------------------------------------------------- the prepare stage as a library
+def test_prepare_structure_in_memory(tmp_path, approx, monkeypatch):
+    from superion.atomic import file_sha256
+    from superion.structures.prepare import prepare_structure
+
+    monkeypatch.chdir(tmp_path)
+    src = approx / "NaBH4_P-421c-approx.cif"
+    prepared = prepare_structure(src, supercell=[1, 1, 2])
+    atoms, rep = prepared.atoms, prepared.report
+    assert len(atoms) == 48 and ClusterLabels.from_atoms(atoms).counts() == {"BH4": 8}
+    assert rep["multiplier"] == [1, 1, 2] and rep["supercell"]["min_width_A"] is None
+    assert rep["output"] is None and rep["potential"] is None
+    assert rep["input"]["sha256"] == file_sha256(src) and rep["input"]["path"] == str(src.resolve())
+    assert rep["input"]["ordered"] is True and rep["input"]["n_sites"] == 24
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_prepare_messages_go_to_warn(repo_dir):
+    from superion.structures.prepare import prepare_structure
+
+    src = repo_dir / "structures" / "Li6PS5Cl_F-43m.cif"
+    said: list[str] = []
+    rep = prepare_structure(src, supercell=[1, 1, 1], n_candidates=2, n_samples=2, seed=1, warn=said.append).report
+    assert said and all("rounded" in m for m in said)
+    assert said == rep["warnings"] == rep["ordering"]["warnings"]
+    with pytest.warns(UserWarning, match="rounded"):  # default: Python warnings
+        prepare_structure(src, supercell=[1, 1, 1], n_candidates=2, n_samples=2, seed=1)
+
+
+def test_prepare_file_checks_settings_before_reading(tmp_path):
+    from superion.structures.prepare import prepare_file
+
+    missing = tmp_path / "nope.cif"
+    with pytest.raises(SuperionError, match=".extxyz"):
+        prepare_file(missing, tmp_path / "o.cif")
+    with pytest.raises(SuperionError, match="n-candidates"):
+        prepare_file(missing, tmp_path / "o.extxyz", n_candidates=0)
+    with pytest.raises(SuperionError, match="not found"):
+        prepare_file(missing, tmp_path / "o.extxyz")
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------- prepare round trips
 @pytest.mark.parametrize(
     "name, mult, per_cell",

@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
-
-from superion.errors import SuperionError
 
 
 def _warn(msg: str) -> None:
@@ -79,169 +76,39 @@ def register(subparsers) -> None:
     s.set_defaults(func=cmd_supercell)
 
 
-def _load_potential(name: str, device: str, threads: int | None, symbols) -> object:
-    from superion.potential import load_potential, set_threads
-
-    if threads is not None and threads < 1:
-        raise SuperionError(f"--threads must be >= 1, got {threads}")
-    set_threads(threads)
-    lp = load_potential(name, device=device)
-    lp.check_elements(symbols)
-    return lp
-
-
 def cmd_prepare(args: argparse.Namespace) -> int:
-    import warnings
+    from superion.structures.io import json_path_for
+    from superion.structures.prepare import prepare_file
 
-    from superion import __version__
-    from superion.structures.clusters import KNOWN_CLUSTERS, label_clusters
-    from superion.structures.ordering import order_structure, parse_oxidation_states
-    from superion.atomic import file_sha256
-    from superion.structures.io import check_output_path, json_path_for, read_pymatgen, to_atoms, write_with_report
-    from superion.structures.supercell import check_min_width, explicit_supercell, find_supercell, make_supercell
-
-    # cheap checks first: nothing is loaded or written for bad settings
-    out = check_output_path(args.out, allowed=(".extxyz", ".xyz"))
-    if args.supercell is None:
-        check_min_width(args.min_width_A)
-    if args.n_candidates < 1:
-        raise SuperionError(f"--n-candidates must be >= 1, got {args.n_candidates}")
-    if args.n_samples < 1:
-        raise SuperionError(f"--n-samples must be >= 1, got {args.n_samples}")
-    if args.rerank < 0:
-        raise SuperionError(f"--rerank must be >= 0, got {args.rerank}")
-    if args.rerank and not args.potential:
-        raise SuperionError("--rerank needs --potential NAME (the model that re-ranks the candidates)")
-    oxi = parse_oxidation_states(args.oxidation_states)
-
-    structure = read_pymatgen(args.input)
-    symbols = sorted({el.symbol for el in structure.composition.elements})
-    lp = _load_potential(args.potential, args.device, args.threads, symbols) if args.potential else None
-
-    n_cell_sites = len(structure)
-    if args.supercell is not None:
-        choice = explicit_supercell(structure.lattice.matrix, args.supercell)
-    else:
-        choice = find_supercell(structure.lattice.matrix, args.min_width_A)
-
-    # clusters can only be made of fully occupied sites (ordering refuses anything else), so
-    # the expected count is the cell's count times the number of cells
-    ordered_part = structure.copy()
-    ordered_part.remove_sites([i for i, s in enumerate(structure) if not s.is_ordered])
-    expected = Counter()
-    if len(ordered_part):
-        expected = Counter(label_clusters(to_atoms(ordered_part)).types)
-    expected = {t: n * choice.n_cells for t, n in expected.items()}
-
-    to_order = structure
-    if args.order_in_supercell and not structure.is_ordered:
-        to_order = structure.copy()
-        to_order.make_supercell(list(choice.multiplier))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = order_structure(
-            to_order, seed=args.seed, n_candidates=args.n_candidates, n_samples=args.n_samples,
-            oxidation_states=oxi, calculator=lp.calculator() if (lp and args.rerank) else None, rerank=args.rerank,
-        )
-    for w in caught:
-        if issubclass(w.category, UserWarning) and str(w.message) in result.record.get("warnings", []):
-            _warn(w.message)
-
-    atoms = to_atoms(result.structure)
-    if to_order is structure:
-        atoms = make_supercell(atoms, choice.multiplier)
-    labels = label_clusters(atoms)
-    labels.attach(atoms)
-    got = labels.counts()
-    if got != expected:
-        raise SuperionError(
-            f"cluster counts changed while preparing: expected {expected} (cell x {choice.n_cells}), found {got}; "
-            "the ordering or supercell broke or fused molecular ions — check the input structure"
-        )
-    known = set(KNOWN_CLUSTERS.values())
-    unknown = sorted({t for t in got if t not in known})
-    if unknown:
-        _warn(f"clusters of unknown type {', '.join(unknown)} (broken or fused molecular ions?); check the structure")
-
-    counts = Counter(atoms.get_chemical_symbols())
-    sc = choice.to_dict()
-    sc["n_atoms_cell"] = len(result.structure) if to_order is structure else len(atoms) // choice.n_cells
-    sc["n_atoms"] = len(atoms)
-    report = {
-        "superion_version": __version__,
-        "command": "prepare",
-        "input": {"path": str(args.input), "sha256": file_sha256(args.input), "n_sites": n_cell_sites,
-                  "formula": structure.composition.formula.replace(" ", ""), "ordered": structure.is_ordered},
-        "output": str(out),
-        "formula": "".join(f"{el}{counts[el]}" for el in sorted(counts)),
-        "reduced_formula": result.structure.composition.reduced_formula,
-        "n_atoms": len(atoms),
-        "species_counts": dict(sorted(counts.items())),
-        "multiplier": list(choice.multiplier),
-        "supercell": sc,
-        "perpendicular_widths_A": sc["perpendicular_widths_supercell_A"],
-        "lattice_A": atoms.cell[:].round(8).tolist(),
-        "volume_A3": float(atoms.get_volume()),
-        "cluster_counts": got,
-        "ordering": dict(result.record, ordered_in="supercell" if to_order is not structure else "cell"),
-        "potential": lp.record() if lp else None,
-        "seed": args.seed,
-        "warnings": list(result.record.get("warnings", [])) + [f"unknown cluster type {t}" for t in unknown],
-    }
-    write_with_report(atoms, out, report)
-    print(f"wrote {out} ({len(atoms)} atoms, supercell {'x'.join(map(str, choice.multiplier))}) and {json_path_for(out)}")
+    prepared = prepare_file(
+        args.input, args.out, supercell=args.supercell, min_width_A=args.min_width_A, seed=args.seed,
+        n_candidates=args.n_candidates, n_samples=args.n_samples, order_in_supercell=args.order_in_supercell,
+        oxidation_states=args.oxidation_states, potential=args.potential, rerank=args.rerank, device=args.device,
+        threads=args.threads, warn=_warn,
+    )
+    rep = prepared.report
+    print(f"wrote {rep['output']} ({rep['n_atoms']} atoms, supercell {'x'.join(map(str, rep['multiplier']))}) "
+          f"and {json_path_for(rep['output'])}")
     return 0
 
 
 def cmd_relax(args: argparse.Namespace) -> int:
-    from superion import __version__
-    from superion.structures.clusters import label_clusters, labels_for
-    from superion.structures.relax import check_relax_settings, relax_structure
-    from superion.atomic import file_sha256
-    from superion.structures.io import check_output_path, json_path_for, read_atoms, write_with_report
+    from superion.structures.io import json_path_for
+    from superion.structures.relax import relax_file
 
-    out = check_output_path(args.out, allowed=(".cif", ".extxyz", ".xyz", ".vasp"))
-    check_relax_settings(args.fmax, args.max_steps, args.optimizer)
-    atoms = read_atoms(args.input)
-    lp = _load_potential(args.potential, args.device, args.threads, set(atoms.get_chemical_symbols()))
-
-    before = labels_for(atoms)
-    res = relax_structure(
-        atoms, lp.calculator(), fmax=args.fmax, max_steps=args.max_steps, relax_cell=not args.fixed_cell,
-        stress_tol_GPa=args.stress_tol_GPa,
-        optimizer=args.optimizer, trajectory=args.trajectory,
+    relaxed = relax_file(
+        args.input, args.out, potential=args.potential, device=args.device, threads=args.threads, fmax=args.fmax,
+        max_steps=args.max_steps, optimizer=args.optimizer, stress_tol_GPa=args.stress_tol_GPa,
+        relax_cell=not args.fixed_cell, trajectory=args.trajectory,
     )
-    after = label_clusters(res.atoms)
-    intact = after.counts() == before.counts() and bool((after.cluster_id >= 0).sum() == (before.cluster_id >= 0).sum())
-    if out.suffix.lower() in (".extxyz", ".xyz"):
-        (before if intact else after).attach(res.atoms)
-    report = {
-        "superion_version": __version__,
-        "command": "relax",
-        "input": {"path": str(args.input), "sha256": file_sha256(args.input)},
-        "output": str(out),
-        "potential": lp.record(),
-        "settings": {"fmax_eV_A": args.fmax, "stress_tol_GPa": args.stress_tol_GPa, "max_steps": args.max_steps, "optimizer": res.optimizer,
-                     "relax_cell": not args.fixed_cell, "filter": None if args.fixed_cell else "FrechetCellFilter"},
-        "formula": res.atoms.get_chemical_formula(mode="hill"),
-        **res.to_dict(),
-        "clusters_before": before.counts(),
-        "clusters_after": after.counts(),
-        "clusters_intact": intact,
-    }
-    write_with_report(res.atoms, out, report)
+    res, out = relaxed.result, relaxed.report["output"]
     print(
         f"wrote {out} and {json_path_for(out)}: E = {res.energy_per_atom_eV:.5f} eV/atom, "
         f"dV = {res.volume_change_percent:+.2f} %, {res.steps} steps, converged={res.converged}"
     )
-    if not intact:
-        _warn(f"clusters changed during relaxation ({before.counts()} -> {after.counts()}); the potential or "
-              "starting structure may be bad")
-    if not res.converged:
-        _warn(f"relaxation NOT converged after {res.steps} steps (fmax {res.fmax_final_eV_A:.3f} > {args.fmax} eV/Å); "
-              "raise --max-steps or start from a better structure")
-        return 1 if args.require_converged else 0
-    return 0
+    for msg in relaxed.warnings():
+        _warn(msg)
+    return 1 if (args.require_converged and not res.converged) else 0
 
 
 def cmd_supercell(args: argparse.Namespace) -> int:

@@ -7,6 +7,10 @@ generalized forces (atomic forces and, with ``relax_cell``, the stress times vol
 largest stress component are reported as well. ASE's FrechetCellFilter scales the cell
 force as virial / N_atoms, so "converged" allows |stress| up to fmax·N/V (for 24-atom NaBH4
 at fmax 0.05: ~0.9 GPa); ``max_stress_GPa`` shows what remains.
+
+The relax stage on top of it: :func:`relax_with_report` adds the cluster-integrity check and
+the JSON report; :func:`relax_file` is ``superion relax`` (read, load the potential, relax,
+write the structure with ``OUT.json`` beside it).
 """
 
 from __future__ import annotations
@@ -168,3 +172,126 @@ def relax_structure(
         spacegroup_after=space_group(work, symprec),
         energy_before_eV=e0,
     )
+
+
+# ---------------------------------------------------------------- the relax stage (superion relax)
+RELAXED_SUFFIXES = (".cif", ".extxyz", ".xyz", ".vasp")
+
+
+def loaded_potential(potential, *, device: str = "auto", threads: int | None = None, symbols=()):
+    """A :class:`~superion.potential.LoadedPotential` for ``potential`` (a model name or folder, or
+    one already loaded) on ``device`` with ``threads`` torch threads (None: torch's choice),
+    checked to have parameters for every element in ``symbols``."""
+    from superion.potential import load_potential, set_threads
+
+    if threads is not None and threads < 1:
+        raise SuperionError(f"--threads must be >= 1, got {threads}")
+    set_threads(threads)
+    lp = potential if hasattr(potential, "record") else load_potential(potential, device=device)
+    lp.check_elements(symbols)
+    return lp
+
+
+@dataclass
+class Relaxed:
+    """Outcome of the relax stage: the :class:`RelaxResult` (``result.atoms`` carries the cluster
+    labels) and the JSON report."""
+
+    result: RelaxResult
+    report: dict
+
+    @property
+    def clusters_intact(self) -> bool:
+        return bool(self.report["clusters_intact"])
+
+    def warnings(self) -> list[str]:
+        """One-line messages for the user: clusters changed, relaxation not converged."""
+        out = []
+        r, rep = self.result, self.report
+        if not self.clusters_intact:
+            out.append(f"clusters changed during relaxation ({rep['clusters_before']} -> {rep['clusters_after']}); "
+                       "the potential or starting structure may be bad")
+        if not r.converged:
+            out.append(f"relaxation NOT converged after {r.steps} steps (fmax {r.fmax_final_eV_A:.3f} > "
+                       f"{r.fmax_target_eV_A} eV/Å); raise --max-steps or start from a better structure")
+        return out
+
+
+def relax_with_report(
+    atoms: "Atoms",
+    potential,
+    *,
+    fmax: float = 0.05,
+    max_steps: int = 500,
+    stress_tol_GPa: float | None = 0.1,
+    optimizer: str = "FIRE",
+    relax_cell: bool = True,
+    trajectory: str | os.PathLike | None = None,
+    source: str | os.PathLike | None = None,
+) -> Relaxed:
+    """:func:`relax_structure` with ``potential`` (a LoadedPotential), checked for cluster integrity.
+
+    Clusters are the stored labels of ``atoms`` (else from connectivity) before, and from
+    connectivity after; "intact" means the same counts of each type and of labelled atoms. The
+    relaxed atoms carry the labels from before when intact, else the new ones. The report names
+    the input file ``source`` (path + sha256; None if not given), the potential's record and
+    the settings; its ``output`` is None (set by :func:`relax_file`).
+    """
+    from superion import __version__
+    from superion.provenance import file_record
+    from superion.structures.clusters import label_clusters, labels_for
+
+    before = labels_for(atoms)
+    res = relax_structure(
+        atoms, potential.calculator(), fmax=fmax, max_steps=max_steps, relax_cell=relax_cell,
+        stress_tol_GPa=stress_tol_GPa, optimizer=optimizer, trajectory=trajectory,
+    )
+    after = label_clusters(res.atoms)
+    intact = after.counts() == before.counts() and bool((after.cluster_id >= 0).sum() == (before.cluster_id >= 0).sum())
+    (before if intact else after).attach(res.atoms)
+    report = {
+        "superion_version": __version__,
+        "command": "relax",
+        "input": file_record(source) if source is not None else None,
+        "output": None,
+        "potential": potential.record(),
+        "settings": {"fmax_eV_A": fmax, "stress_tol_GPa": stress_tol_GPa, "max_steps": max_steps,
+                     "optimizer": res.optimizer, "relax_cell": relax_cell,
+                     "filter": "FrechetCellFilter" if relax_cell else None},
+        "formula": res.atoms.get_chemical_formula(mode="hill"),
+        **res.to_dict(),
+        "clusters_before": before.counts(),
+        "clusters_after": after.counts(),
+        "clusters_intact": intact,
+    }
+    return Relaxed(res, report)
+
+
+def relax_file(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    potential,
+    device: str = "auto",
+    threads: int | None = None,
+    fmax: float = 0.05,
+    max_steps: int = 500,
+    optimizer: str = "FIRE",
+    **settings,
+) -> Relaxed:
+    """``superion relax``: read ``path`` (:func:`superion.structures.io.read_atoms`), load
+    ``potential`` (name or LoadedPotential), :func:`relax_with_report` (``settings``: its other
+    keywords), write ``out`` (.cif/.extxyz/.vasp; extxyz keeps the cluster labels) and
+    ``OUT.json``. Output name and settings are checked before anything is read or loaded.
+    A relaxation that does not converge is written all the same (``converged: false``)."""
+    from superion.structures.io import check_output_path, read_atoms, write_with_report
+
+    out_path = check_output_path(out, allowed=RELAXED_SUFFIXES)
+    check_relax_settings(fmax, max_steps, optimizer)
+    atoms = read_atoms(path)
+    lp = loaded_potential(potential, device=device, threads=threads, symbols=set(atoms.get_chemical_symbols()))
+    relaxed = relax_with_report(atoms, lp, fmax=fmax, max_steps=max_steps, optimizer=optimizer, source=path,
+                                **settings)
+    relaxed.report["output"] = str(out_path)
+    write_with_report(relaxed.result.atoms, out_path, relaxed.report)
+    return relaxed
