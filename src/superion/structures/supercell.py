@@ -90,13 +90,7 @@ def find_supercell(cell, min_width_A: float = DEFAULT_MIN_WIDTH_A, n_atoms_cell:
     target = check_min_width(min_width_A)
     widths = perpendicular_widths(cell)
     mult = tuple(max(1, int(math.ceil((target - _WIDTH_TOL_A) / w))) for w in widths)
-    return SupercellChoice(
-        multiplier=mult,  # type: ignore[arg-type]
-        min_width_A=target,
-        widths_cell_A=widths.tolist(),
-        widths_supercell_A=(widths * np.array(mult)).tolist(),
-        n_atoms_cell=n_atoms_cell,
-    )
+    return _choice(widths, mult, target, n_atoms_cell)
 
 
 def explicit_supercell(cell, multiplier, n_atoms_cell: int | None = None) -> SupercellChoice:
@@ -107,10 +101,13 @@ def explicit_supercell(cell, multiplier, n_atoms_cell: int | None = None) -> Sup
         raise SuperionError(f"supercell multiplier must be three integers, got {multiplier!r}; use e.g. 2 2 2") from None
     if len(mult) != 3 or any(n < 1 for n in mult):
         raise SuperionError(f"supercell multiplier must be three integers >= 1, got {list(multiplier)}; use e.g. 2 2 2")
-    widths = perpendicular_widths(cell)
+    return _choice(perpendicular_widths(cell), mult, None, n_atoms_cell)
+
+
+def _choice(widths: np.ndarray, mult: tuple, min_width_A: float | None, n_atoms_cell: int | None) -> SupercellChoice:
     return SupercellChoice(
         multiplier=mult,  # type: ignore[arg-type]
-        min_width_A=None,
+        min_width_A=min_width_A,
         widths_cell_A=widths.tolist(),
         widths_supercell_A=(widths * np.array(mult)).tolist(),
         n_atoms_cell=n_atoms_cell,
