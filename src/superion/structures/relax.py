@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from superion.errors import SimulationError, SuperionError
+from superion.units import EV_A3_TO_GPA
 from superion.structures.lattice import lattice_parameters
 from superion.structures.symmetry import SYMPREC_A, space_group
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
-EV_A3_TO_GPA = 160.21766208
 
 
 @dataclass

@@ -9,10 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from superion.errors import SuperionError
-
-
-# e^2/(4 pi eps0) in eV·Å
-COULOMB_EV_A = 14.399645
+from superion.units import COULOMB_EV_A
 
 
 def ewald_pair_matrix(lattice: np.ndarray, frac: np.ndarray, accuracy: float = 1e-6) -> np.ndarray:
