@@ -22,6 +22,7 @@ torch.set_num_threads(1)
 
 from superion import potential as P  # noqa: E402
 from superion.errors import SuperionError  # noqa: E402
+from superion.provenance import software_versions  # noqa: E402
 
 NABH = "M3GNet-r2SCAN-NaBH"
 MP = "M3GNet-MP-2021.2.8-PES"
@@ -111,7 +112,7 @@ def test_self_check_trips_on_corrupted_fingerprint(monkeypatch):
     assert "\n" not in str(exc.value)
     # through load_potential too (the load is not cached on failure)
     P.clear_cache()
-    monkeypatch.setattr(P, "known_models_table", lambda: table)
+    monkeypatch.setattr(P.registry, "known_models_table", lambda: table)  # the one table every module reads
     with pytest.raises(SuperionError, match="self-check failed"):
         P.load_potential(NABH, device="cpu", legacy=True, self_check=True, models_dir=None)
 
@@ -225,7 +226,7 @@ def test_calc_site_wise_checkpoint_loads_strictly(models_dir):
 
 def test_versions_pinned_and_recorded(repo_dir):
     verified = P.known_models_table()["verified_with"]
-    installed = P.software_versions(P.PARITY_DISTRIBUTIONS, python=False)
+    installed = software_versions(P.PARITY_DISTRIBUTIONS, python=False)
     for key in ("matgl", "torch-geometric"):
         assert installed[key] == verified[key], f"{key} {installed[key]} is not the verified {verified[key]}"
     text = (repo_dir / "pyproject.toml").read_text()
