@@ -300,3 +300,80 @@ def test_cli_check_and_list(shared_dir, capsys, tmp_path):
         line = next(x for x in out.splitlines() if x.startswith(name))
         entry = P.known_models_table()["models"][name]
         assert "legacy" in line and entry["state_sha256"][:12] in line and "not found" not in line
+
+
+# ---------------------------------------------------------------------------- registry
+def test_known_elements_match_the_checkpoints():
+    """The table's element sets (used by config validation) are the models' own element types."""
+    assert P.registry.known_elements(NABH) == frozenset(P.load_potential(NABH).element_types) == {"H", "B", "Na"}
+    assert P.registry.known_elements(MP) is None  # universal
+    assert P.registry.known_elements("my-model") is None
+
+
+def test_model_available_mirrors_resolution(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    R = P.registry
+    assert R.model_available(NABH) and R.model_available(str(models_dir / NABH))
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "model.json").touch()
+    assert not R.model_available(str(tmp_path / "half"))  # resolve_model refuses it too
+    with pytest.raises(SuperionError, match="missing model.pt"):
+        P.resolve_model(str(tmp_path / "half"))
+    assert not R.model_available(str(tmp_path / "nope")) and not R.model_available("")
+    # a name found only through models_dir
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "NaBH-alias").symlink_to(models_dir / NABH)
+    assert not R.model_available("NaBH-alias")
+    assert R.model_available("NaBH-alias", tmp_path / "models")
+    assert P.resolve_model("NaBH-alias", tmp_path / "models")[1]["state.pt"] == tmp_path / "models" / "NaBH-alias" / "state.pt"
+    assert R.default_models_dirs(tmp_path / "models")[0] == (tmp_path / "models").resolve()
+    monkeypatch.setenv("MY_MODELS", str(tmp_path / "models"))
+    assert R.default_models_dirs("$MY_MODELS")[0] == (tmp_path / "models").resolve()
+
+
+def test_list_models_known_unknown_and_different_weights(models_dir, tmp_path):
+    d = tmp_path / "models"
+    d.mkdir()
+    other = _copy_model(models_dir, tmp_path)  # tmp_path/my-model: NaBH files, state.pt re-saved below
+    state = torch.load(other / "state.pt", weights_only=True, map_location="cpu")
+    torch.save(dict(reversed(list(state.items()))), other / "state.pt")
+    (d / NABH).symlink_to(other)  # a known name with other bytes
+    (tmp_path / "x").mkdir()
+    (d / "extra").symlink_to(_copy_model(models_dir, tmp_path / "x"))  # a folder the table does not name
+    (d / "not-a-model").mkdir()
+    models, dirs = P.registry.list_models(d)
+    assert dirs[0] == d.resolve()
+    assert [m.name for m in models][:len(MODELS)] == P.known_model_names()
+    by = {m.name: m for m in reversed(models)}  # first entry of a name wins (a shadowed folder follows)
+    assert by[NABH].folder == d.resolve() / NABH and by[NABH].weights_differ
+    assert by[NABH].sha256 == P.known_models_table()["models"][NABH]["state_sha256"] != by[NABH].found_sha256
+    assert by[MP].folder == models_dir.resolve() / MP and not by[MP].weights_differ
+    assert by["extra"].aggregation == "unknown" and not by["extra"].known
+    assert by["extra"].sha256 == P.known_models_table()["models"][NABH]["state_sha256"]  # the file's own
+    assert "not-a-model" not in by
+
+
+def test_config_validation_uses_the_registry(models_dir, tmp_path, monkeypatch):
+    """A config names a potential by a name only its models_dir holds: valid with it, not without."""
+    from superion.workflow import config as sc
+
+    monkeypatch.delenv("SUPERION_MODELS", raising=False)
+    monkeypatch.delenv("SUPERION_SHARED", raising=False)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "NaBH-alias").symlink_to(models_dir / NABH)
+    (tmp_path / "models" / "empty").mkdir()
+    cfg = {"name": "t", "temperatures_K": [600], "mass_settings": {"ref": {}},
+           "systems": {"a": {"structure": "x.cif", "potential": "NaBH-alias", "mobile_species": "Na"}}}
+    with pytest.raises(SuperionError, match="unknown potential 'NaBH-alias'"):
+        sc.validate_config(cfg, check_files=False)
+    cfg["models_dir"] = str(tmp_path / "models")
+    assert sc.validate_config(cfg, check_files=False)["models_dir"] == str(tmp_path / "models")
+    assert sc.models_dirs(cfg)[0] == (tmp_path / "models").resolve()
+    cfg["systems"]["a"]["potential"] = "empty"  # a folder without model files is not a potential
+    with pytest.raises(SuperionError, match="unknown potential 'empty'"):
+        sc.validate_config(cfg, check_files=False)
+    # element coverage comes from the same table
+    (tmp_path / "li.xyz").write_text("1\n\nLi 0 0 0\n")
+    cfg["systems"]["a"].update(potential=NABH, structure="li.xyz")
+    with pytest.raises(SuperionError, match="does not cover element.*Li"):
+        sc.validate_config(cfg, base_dir=tmp_path)

@@ -44,7 +44,16 @@ def known_models_table() -> dict:
 
 
 def known_model_names() -> list[str]:
+    """Names of the known models, in table order."""
     return list(known_models_table()["models"])
+
+
+def known_elements(name: str) -> frozenset[str] | None:
+    """Elements the known model ``name`` was trained on; None for universal models and unknown names."""
+    entry = known_models_table()["models"].get(str(name))
+    if entry is None or entry.get("elements") is None:
+        return None
+    return frozenset(entry["elements"])
 
 
 def known_by_sha256(sha: str) -> tuple[str, dict] | None:
@@ -80,8 +89,8 @@ def has_model_files(p: Path) -> bool:
 def default_models_dirs(models_dir: str | os.PathLike | None = None) -> list[Path]:
     """Folders searched for ``<name>/``: explicit, $SUPERION_MODELS, then ../shared/models."""
     dirs: list[Path] = []
-    if models_dir is not None:
-        dirs.append(Path(models_dir).expanduser())
+    if models_dir is not None:  # $VARS too: a config value reaches here verbatim through the rules
+        dirs.append(Path(os.path.expandvars(os.fspath(models_dir))).expanduser())
     if os.environ.get("SUPERION_MODELS"):
         dirs.append(Path(os.environ["SUPERION_MODELS"]).expanduser())
     if os.environ.get("SUPERION_SHARED"):
@@ -162,13 +171,28 @@ def resolve_model(name_or_path: str | os.PathLike, models_dir: str | os.PathLike
     Returns (display name, {file: path}, where) with ``where`` one of "path", "models_dir", "hub".
     """
     s = str(name_or_path).strip()
+    searched: list[str] = []
+    local = _find_local(name_or_path, models_dir, searched)
+    if local is not None:
+        name, folder, where = local
+        return name, {f: folder / f for f in MODEL_FILES}, where
+    return s, _hub_files(s, searched), "hub"
+
+
+def _find_local(name_or_path: str | os.PathLike, models_dir: str | os.PathLike | None,
+                searched: list[str]) -> tuple[str, Path, str] | None:
+    """(name, folder, "path" | "models_dir") of a model on disk, None if only the hub may have it.
+
+    SuperionError for an empty name and for a path that is not a model folder; appends the
+    places looked at to ``searched``.
+    """
+    s = str(name_or_path).strip()
     if not s:
         raise SuperionError("empty potential name; give a model name (e.g. M3GNet-r2SCAN-NaBH) or a folder path")
     p = Path(s).expanduser()
-    searched: list[str] = []
     if p.exists():
         if has_model_files(p):
-            return p.resolve().name, {f: p.resolve() / f for f in MODEL_FILES}, "path"
+            return p.resolve().name, p.resolve(), "path"
         missing = [f for f in MODEL_FILES if not (p / f).is_file()]
         raise SuperionError(f"'{s}' is not a matgl model folder (missing {', '.join(missing)}); "
                             "give a folder holding model.json, model.pt and state.pt")
@@ -179,8 +203,20 @@ def resolve_model(name_or_path: str | os.PathLike, models_dir: str | os.PathLike
         cand = d / s
         searched.append(str(cand))
         if has_model_files(cand):
-            return s, {f: cand / f for f in MODEL_FILES}, "models_dir"
-    return s, _hub_files(s, searched), "hub"
+            return s, cand, "models_dir"
+    return None
+
+
+def model_available(name_or_path: str | os.PathLike, models_dir: str | os.PathLike | None = None) -> bool:
+    """True if :func:`resolve_model` will find this model without asking the hub for an unknown name:
+    a model folder path, ``<dir>/<name>`` in :func:`default_models_dirs`, or a known model name
+    (found locally or fetched from the hub). Cheap: reads no weights, opens no connection."""
+    try:
+        if _find_local(name_or_path, models_dir, []) is not None:
+            return True
+    except SuperionError:
+        return False
+    return str(name_or_path).strip() in known_models_table()["models"]
 
 
 # ----------------------------------------------------------------------------------------
