@@ -377,3 +377,107 @@ def test_config_validation_uses_the_registry(models_dir, tmp_path, monkeypatch):
     cfg["systems"]["a"].update(potential=NABH, structure="li.xyz")
     with pytest.raises(SuperionError, match="does not cover element.*Li"):
         sc.validate_config(cfg, base_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- models_dir through the rules
+def _shell_commands(text: str, rule: str) -> list[list[str]]:
+    """argv (without the log redirect) of each `superion <rule>` command in a dry-run listing."""
+    import shlex
+
+    out = []
+    for line in text.splitlines():
+        if line.startswith("Shell command:"):
+            argv = shlex.split(line.split(":", 1)[1])
+            argv = argv[:next((i for i, a in enumerate(argv) if a in (">", ">>")), len(argv))]
+            if argv[1:2] == [rule]:
+                out.append(argv[1:])
+    return out
+
+
+def test_config_models_dir_reaches_relax_and_md(models_dir, repo_dir, tmp_path, monkeypatch, capsys):
+    """With SUPERION_MODELS unset, a config's models_dir is the only way to the model: the rules
+    pass it as --models-dir, and the generated relax/md commands (run here) resolve the model."""
+    import yaml
+
+    from superion.cli import main
+
+    alias = "NaBH-alias"  # not in ../shared/models, so only models_dir can resolve it
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / alias).symlink_to(models_dir / NABH)
+    (tmp_path / "structures").symlink_to(repo_dir / "structures")
+    cfg = yaml.safe_load((repo_dir / "configs" / "smoke.yaml").read_text())
+    cfg["models_dir"] = str(tmp_path / "models")
+    cfg["systems"]["NaBH4"]["potential"] = alias
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("SUPERION_MODELS", "SUPERION_SHARED")}
+    env["HF_HUB_OFFLINE"] = "1"
+    snakemake = Path(sys.executable).parent / "snakemake"
+    r = subprocess.run([str(snakemake), "--snakefile", str(repo_dir / "Snakefile"), "--directory", str(tmp_path),
+                        "-n", "-p", "--cores", "1", "--configfile", "c.yaml"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    relax, md = _shell_commands(r.stdout, "relax"), _shell_commands(r.stdout, "md")
+    assert len(relax) == 1 and len(md) == 4
+    for argv in relax + md:
+        i = argv.index("--models-dir")
+        assert argv[i + 1] == str(tmp_path / "models") and argv[argv.index("--potential") + 1] == alias
+
+    monkeypatch.delenv("SUPERION_MODELS", raising=False)
+    monkeypatch.delenv("SUPERION_SHARED", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SuperionError, match=f"'{alias}' not found"):
+        P.resolve_model(alias)
+    # the relax command as generated, on the cubic NaBH4 cell instead of the not-yet-prepared input
+    argv = relax[0]
+    argv[1] = str(repo_dir / "structures" / "NaBH4_F-43m.cif")
+    argv[argv.index("--out") + 1] = str(tmp_path / "relaxed.extxyz")
+    argv[argv.index("--max-steps") + 1] = "1"
+    assert main(argv) == 0
+    rep = json.loads((tmp_path / "relaxed.json").read_text())
+    assert rep["potential"]["known_as"] == NABH and rep["potential"]["path"] == str(models_dir.resolve() / NABH)
+    # one MD command as generated, on that structure
+    argv = next(a for a in md if "--mass-scale" not in a)
+    argv[1] = str(tmp_path / "relaxed.extxyz")
+    argv[argv.index("--out") + 1] = str(tmp_path / "run")
+    assert main(argv) == 0
+    meta = json.loads((tmp_path / "run" / "metadata.json").read_text())
+    assert meta["potential"]["requested"] == alias and meta["potential"]["known_as"] == NABH
+    capsys.readouterr()
+
+
+def test_models_dir_flags_of_prepare_build_and_check(models_dir, repo_dir, tmp_path, monkeypatch):
+    """prepare, build and potential check pass --models-dir on to the model lookup."""
+    from superion.cli import main
+
+    monkeypatch.delenv("SUPERION_MODELS", raising=False)
+    monkeypatch.delenv("SUPERION_SHARED", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    d = tmp_path / "models"
+    d.mkdir()
+    (d / "NaBH-alias").symlink_to(models_dir / NABH)
+    out = tmp_path / "p.extxyz"
+    assert main(["prepare", str(repo_dir / "structures" / "NaBH4_F-43m.cif"), "--out", str(out), "--supercell", "1", "1", "1",
+                 "--potential", "NaBH-alias", "--models-dir", str(d), "--device", "cpu"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["potential"]["known_as"] == NABH
+    assert main(["prepare", str(repo_dir / "structures" / "NaBH4_F-43m.cif"), "--out", str(out), "--supercell", "1", "1", "1",
+                 "--potential", "NaBH-alias", "--device", "cpu"]) == 2  # not found without it
+
+    seen = {}
+
+    def fake_get_calculator(name, **kw):  # stop the build where it asks for its potential
+        seen.update(kw, name=name, files=P.resolve_model(name, kw.get("models_dir"))[1])
+        raise SuperionError("stop here")
+
+    import superion.potential
+
+    monkeypatch.setattr(superion.potential, "get_calculator", fake_get_calculator)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((repo_dir / "structures" / "recipes" / "NaBH4_P42nmc.yaml").read_text()
+                      .replace("potential: M3GNet-r2SCAN-NaBH", "potential: NaBH-alias"))
+    assert "NaBH-alias" in recipe.read_text()
+    assert main(["build", str(recipe), "--out", str(tmp_path / "b.cif"), "--models-dir", str(d)]) == 2
+    assert seen["name"] == "NaBH-alias" and seen["models_dir"] == str(d)
+    assert seen["files"]["state.pt"] == d / "NaBH-alias" / "state.pt"
+
+    assert main(["potential", "check", "NaBH-alias", "--models-dir", str(d), "--device", "cpu",
+                 "--reference", str(models_dir.parent / "parity")]) == 0

@@ -18,6 +18,7 @@ def register(subparsers) -> None:
         "../shared/parity. Exit status 0 = within tolerance, 1 = beyond, 2 = bad input.",
     )
     c.add_argument("model", metavar="NAME_OR_PATH", help="model name (searched in $SUPERION_MODELS) or folder")
+    c.add_argument("--models-dir", metavar="DIR", help="folder of models by name, searched before $SUPERION_MODELS")
     c.add_argument("--reference", metavar="DIR", help="parity folder with reference.json and structures.extxyz "
                    "(default: $SUPERION_SHARED/parity, ../shared/parity, $SUPERION_MODELS/../parity)")
     c.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
@@ -41,7 +42,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from superion.potential.parity import check_parity
 
     rep = check_parity(args.model, reference=args.reference, device=args.device, threads=args.threads,
-                       legacy=_AGG[args.aggregation], exact_dgl=args.exact_dgl)
+                       legacy=_AGG[args.aggregation], exact_dgl=args.exact_dgl, models_dir=args.models_dir)
     lp, tol = rep.potential, rep.tolerance
     mode = ("legacy destination" + (" + DGL three-body indexing" if lp.exact_dgl else "")) if lp.legacy else "current source"
     print(f"potential {lp.name} ({mode} aggregation: "

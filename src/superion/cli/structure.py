@@ -45,6 +45,7 @@ def register(subparsers) -> None:
                    help="order the supercell instead of the cell (closer occupancies, more disorder; slower)")
     p.add_argument("--oxidation-states", metavar="EL=Q,...", help="override oxidation states, e.g. Li=1,S=-2")
     p.add_argument("--potential", metavar="NAME", help="M3GNet model used to re-rank the best candidates")
+    p.add_argument("--models-dir", metavar="DIR", help="folder of models by name, searched before $SUPERION_MODELS")
     p.add_argument("--rerank", type=int, default=0, metavar="N",
                    help="re-rank the N best Ewald candidates by M3GNet energy after a short relaxation (needs --potential)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
@@ -60,6 +61,7 @@ def register(subparsers) -> None:
     )
     r.add_argument("input", metavar="IN", help="ordered structure (CIF, POSCAR, extxyz)")
     r.add_argument("--potential", required=True, metavar="NAME", help="model name or folder")
+    r.add_argument("--models-dir", metavar="DIR", help="folder of models by name, searched before $SUPERION_MODELS")
     r.add_argument("--out", required=True, metavar="OUT.cif", help="relaxed structure (.cif, .extxyz, .vasp)")
     r.add_argument("--fmax", type=float, default=0.05, help="force convergence in eV/Å (default 0.05)")
     r.add_argument("--max-steps", type=int, default=500, help="optimizer steps at most (default 500)")
@@ -79,13 +81,13 @@ def register(subparsers) -> None:
     s.set_defaults(func=cmd_supercell)
 
 
-def _load_potential(name: str, device: str, threads: int | None, symbols) -> object:
+def _load_potential(name: str, device: str, threads: int | None, symbols, models_dir=None) -> object:
     from superion.potential import load_potential, set_threads
 
     if threads is not None and threads < 1:
         raise SuperionError(f"--threads must be >= 1, got {threads}")
     set_threads(threads)
-    lp = load_potential(name, device=device)
+    lp = load_potential(name, device=device, models_dir=models_dir)
     lp.check_elements(symbols)
     return lp
 
@@ -116,7 +118,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     structure = read_pymatgen(args.input)
     symbols = sorted({el.symbol for el in structure.composition.elements})
-    lp = _load_potential(args.potential, args.device, args.threads, symbols) if args.potential else None
+    lp = _load_potential(args.potential, args.device, args.threads, symbols, args.models_dir) if args.potential else None
 
     n_cell_sites = len(structure)
     if args.supercell is not None:
@@ -203,7 +205,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
     out = check_output_path(args.out, allowed=(".cif", ".extxyz", ".xyz", ".vasp"))
     check_relax_settings(args.fmax, args.max_steps, args.optimizer)
     atoms = read_atoms(args.input)
-    lp = _load_potential(args.potential, args.device, args.threads, set(atoms.get_chemical_symbols()))
+    lp = _load_potential(args.potential, args.device, args.threads, set(atoms.get_chemical_symbols()), args.models_dir)
 
     before = labels_for(atoms)
     res = relax_structure(

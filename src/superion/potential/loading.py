@@ -267,10 +267,13 @@ def get_calculator(
     threads: int | None = None,
     legacy: bool | None = None,
     symbols: Iterable[str] | None = None,
+    models_dir: str | os.PathLike | None = None,
 ) -> "Calculator":
-    """ASE calculator for a potential (stress eV/A^3, ASE sign); checks ``symbols`` first."""
+    """ASE calculator for a potential (stress eV/A^3, ASE sign); checks ``symbols`` first.
+
+    ``models_dir`` is searched first for a model given by name (see ``default_models_dirs``)."""
     set_threads(threads)
-    lp = load_potential(name_or_path, device=device, legacy=legacy)
+    lp = load_potential(name_or_path, device=device, legacy=legacy, models_dir=models_dir)
     if symbols is not None:
         lp.check_elements(symbols)
     return lp.calculator()

@@ -157,6 +157,13 @@ def models_dirs(cfg: dict) -> list[Path]:
     return registry.default_models_dirs(cfg.get("models_dir") or None)
 
 
+def models_dir_arg(cfg: dict) -> str:
+    """``--models-dir DIR`` (shell-quoted) for commands that load a potential, or "" if unset."""
+    import shlex
+
+    return f"--models-dir {shlex.quote(str(cfg['models_dir']))}" if cfg.get("models_dir") else ""
+
+
 def potential_known(cfg: dict, name: str) -> bool:
     """True if ``name`` is a known model name, a model folder in :func:`models_dirs`, or a model
     folder path: what ``superion relax/md --models-dir`` will resolve (the registry decides)."""
