@@ -481,3 +481,19 @@ def test_models_dir_flags_of_prepare_build_and_check(models_dir, repo_dir, tmp_p
 
     assert main(["potential", "check", "NaBH-alias", "--models-dir", str(d), "--device", "cpu",
                  "--reference", str(models_dir.parent / "parity")]) == 0
+
+
+def test_parity_report_and_default_tolerance(tmp_path):
+    from types import SimpleNamespace
+
+    from superion.potential import parity
+
+    lp = SimpleNamespace(name="m", known_as=None, legacy=False, sha256="ab")
+    assert parity.tolerance_for(lp) == {"energy_meV_atom": 0.5, "forces_eV_A": 0.01}
+    assert parity.tolerance_for(SimpleNamespace(known_as=NABH)) == {"energy_meV_atom": 2.0, "forces_eV_A": 0.05}
+    rep = P.ParityReport(lp, tmp_path, "m", parity.tolerance_for(lp), [{"structure": "a", "ok": True}])
+    assert rep.ok and rep.to_dict()["pass"] and rep.to_dict()["rows"] == [{"structure": "a", "ok": True}]
+    rep.rows.append({"structure": "b", "ok": False})
+    assert not rep.ok and not rep.to_dict()["pass"]
+    with pytest.raises(SuperionError, match="lacks reference.json"):
+        P.check_parity(NABH, reference=tmp_path)

@@ -23,6 +23,7 @@ from superion.potential import compat as _compat
 from superion.potential.compat import set_legacy_aggregation, uses_exact_dgl, uses_legacy_aggregation
 from superion.potential.device import select_device, set_threads
 from superion.potential.loading import LoadedPotential, clear_cache, get_calculator, load_potential, run_self_check
+from superion.potential.parity import ParityReport, check_parity
 from superion.potential.registry import (
     DATA_DIR,
     HF_ORG,
@@ -30,18 +31,23 @@ from superion.potential.registry import (
     MODEL_FILES,
     PARITY_DISTRIBUTIONS,
     UNIVERSAL_MODEL,
+    ModelEntry,
     default_models_dirs,
     fingerprint_atoms,
+    known_elements,
     known_model_names,
     known_models_table,
+    list_models,
+    model_available,
     resolve_model,
 )
 
 __all__ = [
     "DATA_DIR", "HF_ORG", "KNOWN_MODELS_FILE", "MODEL_FILES", "PARITY_DISTRIBUTIONS", "UNIVERSAL_MODEL",
-    "LoadedPotential", "clear_cache", "default_models_dirs", "fingerprint_atoms", "get_calculator",
-    "known_model_names", "known_models_table", "load_potential", "resolve_model", "run_self_check",
-    "select_device", "set_legacy_aggregation", "set_threads", "uses_exact_dgl", "uses_legacy_aggregation",
+    "LoadedPotential", "ModelEntry", "ParityReport", "check_parity", "clear_cache", "default_models_dirs",
+    "fingerprint_atoms", "get_calculator", "known_elements", "known_model_names", "known_models_table",
+    "list_models", "load_potential", "model_available", "resolve_model", "run_self_check", "select_device",
+    "set_legacy_aggregation", "set_threads", "uses_exact_dgl", "uses_legacy_aggregation",
 ]
 
 
