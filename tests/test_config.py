@@ -148,6 +148,8 @@ def test_potential_element_coverage(tmp_path):
 
 def test_potential_from_models_dir(tmp_path):
     (tmp_path / "my-model").mkdir()
+    for f in ("model.json", "model.pt", "state.pt"):  # what the registry resolves as a model folder
+        (tmp_path / "my-model" / f).touch()
     cfg = _base()
     cfg["systems"]["a"]["potential"] = "my-model"
     with pytest.raises(SuperionError, match="unknown potential"):

@@ -22,6 +22,7 @@ torch.set_num_threads(1)
 
 from superion import potential as P  # noqa: E402
 from superion.errors import SuperionError  # noqa: E402
+from superion.provenance import software_versions  # noqa: E402
 
 NABH = "M3GNet-r2SCAN-NaBH"
 MP = "M3GNet-MP-2021.2.8-PES"
@@ -111,7 +112,7 @@ def test_self_check_trips_on_corrupted_fingerprint(monkeypatch):
     assert "\n" not in str(exc.value)
     # through load_potential too (the load is not cached on failure)
     P.clear_cache()
-    monkeypatch.setattr(P, "known_models_table", lambda: table)
+    monkeypatch.setattr(P.registry, "known_models_table", lambda: table)  # the one table every module reads
     with pytest.raises(SuperionError, match="self-check failed"):
         P.load_potential(NABH, device="cpu", legacy=True, self_check=True, models_dir=None)
 
@@ -225,7 +226,7 @@ def test_calc_site_wise_checkpoint_loads_strictly(models_dir):
 
 def test_versions_pinned_and_recorded(repo_dir):
     verified = P.known_models_table()["verified_with"]
-    installed = P.software_versions(P.PARITY_DISTRIBUTIONS, python=False)
+    installed = software_versions(P.PARITY_DISTRIBUTIONS, python=False)
     for key in ("matgl", "torch-geometric"):
         assert installed[key] == verified[key], f"{key} {installed[key]} is not the verified {verified[key]}"
     text = (repo_dir / "pyproject.toml").read_text()
@@ -299,3 +300,200 @@ def test_cli_check_and_list(shared_dir, capsys, tmp_path):
         line = next(x for x in out.splitlines() if x.startswith(name))
         entry = P.known_models_table()["models"][name]
         assert "legacy" in line and entry["state_sha256"][:12] in line and "not found" not in line
+
+
+# ---------------------------------------------------------------------------- registry
+def test_known_elements_match_the_checkpoints():
+    """The table's element sets (used by config validation) are the models' own element types."""
+    assert P.registry.known_elements(NABH) == frozenset(P.load_potential(NABH).element_types) == {"H", "B", "Na"}
+    assert P.registry.known_elements(MP) is None  # universal
+    assert P.registry.known_elements("my-model") is None
+
+
+def test_model_available_mirrors_resolution(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    R = P.registry
+    assert R.model_available(NABH) and R.model_available(str(models_dir / NABH))
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "model.json").touch()
+    assert not R.model_available(str(tmp_path / "half"))  # resolve_model refuses it too
+    with pytest.raises(SuperionError, match="missing model.pt"):
+        P.resolve_model(str(tmp_path / "half"))
+    assert not R.model_available(str(tmp_path / "nope")) and not R.model_available("")
+    # a name found only through models_dir
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "NaBH-alias").symlink_to(models_dir / NABH)
+    assert not R.model_available("NaBH-alias")
+    assert R.model_available("NaBH-alias", tmp_path / "models")
+    assert P.resolve_model("NaBH-alias", tmp_path / "models")[1]["state.pt"] == tmp_path / "models" / "NaBH-alias" / "state.pt"
+    assert R.default_models_dirs(tmp_path / "models")[0] == (tmp_path / "models").resolve()
+    monkeypatch.setenv("MY_MODELS", str(tmp_path / "models"))
+    assert R.default_models_dirs("$MY_MODELS")[0] == (tmp_path / "models").resolve()
+
+
+def test_list_models_known_unknown_and_different_weights(models_dir, tmp_path):
+    d = tmp_path / "models"
+    d.mkdir()
+    other = _copy_model(models_dir, tmp_path)  # tmp_path/my-model: NaBH files, state.pt re-saved below
+    state = torch.load(other / "state.pt", weights_only=True, map_location="cpu")
+    torch.save(dict(reversed(list(state.items()))), other / "state.pt")
+    (d / NABH).symlink_to(other)  # a known name with other bytes
+    (tmp_path / "x").mkdir()
+    (d / "extra").symlink_to(_copy_model(models_dir, tmp_path / "x"))  # a folder the table does not name
+    (d / "not-a-model").mkdir()
+    models, dirs = P.registry.list_models(d)
+    assert dirs[0] == d.resolve()
+    assert [m.name for m in models][:len(MODELS)] == P.known_model_names()
+    by = {m.name: m for m in reversed(models)}  # first entry of a name wins (a shadowed folder follows)
+    assert by[NABH].folder == d.resolve() / NABH and by[NABH].weights_differ
+    assert by[NABH].sha256 == P.known_models_table()["models"][NABH]["state_sha256"] != by[NABH].found_sha256
+    assert by[MP].folder == models_dir.resolve() / MP and not by[MP].weights_differ
+    assert by["extra"].aggregation == "unknown" and not by["extra"].known
+    assert by["extra"].sha256 == P.known_models_table()["models"][NABH]["state_sha256"]  # the file's own
+    assert "not-a-model" not in by
+
+
+def test_config_validation_uses_the_registry(models_dir, tmp_path, monkeypatch):
+    """A config names a potential by a name only its models_dir holds: valid with it, not without."""
+    from superion.workflow import config as sc
+
+    monkeypatch.delenv("SUPERION_MODELS", raising=False)
+    monkeypatch.delenv("SUPERION_SHARED", raising=False)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "NaBH-alias").symlink_to(models_dir / NABH)
+    (tmp_path / "models" / "empty").mkdir()
+    cfg = {"name": "t", "temperatures_K": [600], "mass_settings": {"ref": {}},
+           "systems": {"a": {"structure": "x.cif", "potential": "NaBH-alias", "mobile_species": "Na"}}}
+    with pytest.raises(SuperionError, match="unknown potential 'NaBH-alias'"):
+        sc.validate_config(cfg, check_files=False)
+    cfg["models_dir"] = str(tmp_path / "models")
+    assert sc.validate_config(cfg, check_files=False)["models_dir"] == str(tmp_path / "models")
+    assert sc.models_dirs(cfg)[0] == (tmp_path / "models").resolve()
+    cfg["systems"]["a"]["potential"] = "empty"  # a folder without model files is not a potential
+    with pytest.raises(SuperionError, match="unknown potential 'empty'"):
+        sc.validate_config(cfg, check_files=False)
+    # element coverage comes from the same table
+    (tmp_path / "li.xyz").write_text("1\n\nLi 0 0 0\n")
+    cfg["systems"]["a"].update(potential=NABH, structure="li.xyz")
+    with pytest.raises(SuperionError, match="does not cover element.*Li"):
+        sc.validate_config(cfg, base_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- models_dir through the rules
+def _shell_commands(text: str, rule: str) -> list[list[str]]:
+    """argv (without the log redirect) of each `superion <rule>` command in a dry-run listing."""
+    import shlex
+
+    out = []
+    for line in text.splitlines():
+        if line.startswith("Shell command:"):
+            argv = shlex.split(line.split(":", 1)[1])
+            argv = argv[:next((i for i, a in enumerate(argv) if a in (">", ">>")), len(argv))]
+            if argv[1:2] == [rule]:
+                out.append(argv[1:])
+    return out
+
+
+def test_config_models_dir_reaches_relax_and_md(models_dir, repo_dir, tmp_path, monkeypatch, capsys):
+    """With SUPERION_MODELS unset, a config's models_dir is the only way to the model: the rules
+    pass it as --models-dir, and the generated relax/md commands (run here) resolve the model."""
+    import yaml
+
+    from superion.cli import main
+
+    alias = "NaBH-alias"  # not in ../shared/models, so only models_dir can resolve it
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / alias).symlink_to(models_dir / NABH)
+    (tmp_path / "structures").symlink_to(repo_dir / "structures")
+    cfg = yaml.safe_load((repo_dir / "configs" / "smoke.yaml").read_text())
+    cfg["models_dir"] = str(tmp_path / "models")
+    cfg["systems"]["NaBH4"]["potential"] = alias
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("SUPERION_MODELS", "SUPERION_SHARED")}
+    env["HF_HUB_OFFLINE"] = "1"
+    snakemake = Path(sys.executable).parent / "snakemake"
+    r = subprocess.run([str(snakemake), "--snakefile", str(repo_dir / "Snakefile"), "--directory", str(tmp_path),
+                        "-n", "-p", "--cores", "1", "--configfile", "c.yaml"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    relax, md = _shell_commands(r.stdout, "relax"), _shell_commands(r.stdout, "md")
+    assert len(relax) == 1 and len(md) == 4
+    for argv in relax + md:
+        i = argv.index("--models-dir")
+        assert argv[i + 1] == str(tmp_path / "models") and argv[argv.index("--potential") + 1] == alias
+
+    monkeypatch.delenv("SUPERION_MODELS", raising=False)
+    monkeypatch.delenv("SUPERION_SHARED", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SuperionError, match=f"'{alias}' not found"):
+        P.resolve_model(alias)
+    # the relax command as generated, on the cubic NaBH4 cell instead of the not-yet-prepared input
+    argv = relax[0]
+    argv[1] = str(repo_dir / "structures" / "NaBH4_F-43m.cif")
+    argv[argv.index("--out") + 1] = str(tmp_path / "relaxed.extxyz")
+    argv[argv.index("--max-steps") + 1] = "1"
+    assert main(argv) == 0
+    rep = json.loads((tmp_path / "relaxed.json").read_text())
+    assert rep["potential"]["known_as"] == NABH and rep["potential"]["path"] == str(models_dir.resolve() / NABH)
+    # one MD command as generated, on that structure
+    argv = next(a for a in md if "--mass-scale" not in a)
+    argv[1] = str(tmp_path / "relaxed.extxyz")
+    argv[argv.index("--out") + 1] = str(tmp_path / "run")
+    assert main(argv) == 0
+    meta = json.loads((tmp_path / "run" / "metadata.json").read_text())
+    assert meta["potential"]["requested"] == alias and meta["potential"]["known_as"] == NABH
+    capsys.readouterr()
+
+
+def test_models_dir_flags_of_prepare_build_and_check(models_dir, repo_dir, tmp_path, monkeypatch):
+    """prepare, build and potential check pass --models-dir on to the model lookup."""
+    from superion.cli import main
+
+    monkeypatch.delenv("SUPERION_MODELS", raising=False)
+    monkeypatch.delenv("SUPERION_SHARED", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    d = tmp_path / "models"
+    d.mkdir()
+    (d / "NaBH-alias").symlink_to(models_dir / NABH)
+    out = tmp_path / "p.extxyz"
+    assert main(["prepare", str(repo_dir / "structures" / "NaBH4_F-43m.cif"), "--out", str(out), "--supercell", "1", "1", "1",
+                 "--potential", "NaBH-alias", "--models-dir", str(d), "--device", "cpu"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["potential"]["known_as"] == NABH
+    assert main(["prepare", str(repo_dir / "structures" / "NaBH4_F-43m.cif"), "--out", str(out), "--supercell", "1", "1", "1",
+                 "--potential", "NaBH-alias", "--device", "cpu"]) == 2  # not found without it
+
+    seen = {}
+
+    def fake_get_calculator(name, **kw):  # stop the build where it asks for its potential
+        seen.update(kw, name=name, files=P.resolve_model(name, kw.get("models_dir"))[1])
+        raise SuperionError("stop here")
+
+    import superion.potential
+
+    monkeypatch.setattr(superion.potential, "get_calculator", fake_get_calculator)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((repo_dir / "structures" / "recipes" / "NaBH4_P42nmc.yaml").read_text()
+                      .replace("potential: M3GNet-r2SCAN-NaBH", "potential: NaBH-alias"))
+    assert "NaBH-alias" in recipe.read_text()
+    assert main(["build", str(recipe), "--out", str(tmp_path / "b.cif"), "--models-dir", str(d)]) == 2
+    assert seen["name"] == "NaBH-alias" and seen["models_dir"] == str(d)
+    assert seen["files"]["state.pt"] == d / "NaBH-alias" / "state.pt"
+
+    assert main(["potential", "check", "NaBH-alias", "--models-dir", str(d), "--device", "cpu",
+                 "--reference", str(models_dir.parent / "parity")]) == 0
+
+
+def test_parity_report_and_default_tolerance(tmp_path):
+    from types import SimpleNamespace
+
+    from superion.potential import parity
+
+    lp = SimpleNamespace(name="m", known_as=None, legacy=False, sha256="ab")
+    assert parity.tolerance_for(lp) == {"energy_meV_atom": 0.5, "forces_eV_A": 0.01}
+    assert parity.tolerance_for(SimpleNamespace(known_as=NABH)) == {"energy_meV_atom": 2.0, "forces_eV_A": 0.05}
+    rep = P.ParityReport(lp, tmp_path, "m", parity.tolerance_for(lp), [{"structure": "a", "ok": True}])
+    assert rep.ok and rep.to_dict()["pass"] and rep.to_dict()["rows"] == [{"structure": "a", "ok": True}]
+    rep.rows.append({"structure": "b", "ok": False})
+    assert not rep.ok and not rep.to_dict()["pass"]
+    with pytest.raises(SuperionError, match="lacks reference.json"):
+        P.check_parity(NABH, reference=tmp_path)

@@ -145,7 +145,8 @@ def test_relax_with_report_says_not_converged(nabh4, potential):
 
 
 def test_relax_file_checks_before_reading_or_loading(tmp_path, nabh4, potential):
-    from superion.structures.relax import loaded_potential, relax_file
+    from superion.potential import load_checked
+    from superion.structures.relax import relax_file
 
     missing = tmp_path / "nope.cif"
     with pytest.raises(SuperionError, match="extension"):
@@ -155,8 +156,8 @@ def test_relax_file_checks_before_reading_or_loading(tmp_path, nabh4, potential)
     with pytest.raises(SuperionError, match="not found"):
         relax_file(missing, tmp_path / "o.cif", potential="No-Such-Model-xyz")
     with pytest.raises(SuperionError, match="Li"):
-        loaded_potential(potential, symbols={"Li", "Na"})
-    assert loaded_potential(potential, symbols={"Na", "B", "H"}) is potential
+        load_checked(potential, symbols={"Li", "Na"})
+    assert load_checked(potential, symbols={"Na", "B", "H"}) is potential
     assert list(tmp_path.iterdir()) == []
 
 

@@ -12,6 +12,7 @@ def _md_params(wc):
         f"--steps {st['steps']} --equilibration-steps {st['equilibration_steps']}"
         f" --timestep-fs {md['timestep_fs']:g} --ensemble {md['ensemble']}"
         f" --pressure-bar {md['pressure_bar']:g} --save-every {st['save_every']} {mass}"
+        f" {sc.models_dir_arg(CFG)}"  # "" unless the config sets models_dir
     ).strip()
 
 

@@ -44,7 +44,9 @@ rule relax:
         potential=lambda wc: CFG["systems"][wc.system]["potential"],
         fmax=lambda wc: sc.system_section(CFG, wc.system, "relax")["fmax_eV_A"],
         max_steps=lambda wc: sc.system_section(CFG, wc.system, "relax")["max_steps"],
-        device=CFG["device"],
+        # "cpu" or "cpu --models-dir DIR": the shell text and the params stay as before when
+        # models_dir is unset, so Snakemake's code/params rerun triggers do not redo old results
+        device=" ".join(filter(None, [CFG["device"], sc.models_dir_arg(CFG)])),
     threads: CFG["threads"]
     resources:
         mem_mb=4000,

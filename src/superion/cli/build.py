@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--record", default=None, help="JSON record path (default: OUT with .json)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--models-dir", metavar="DIR", help="folder of models by name, searched before $SUPERION_MODELS")
     p.add_argument("--single-points", type=int, default=None, help="override screen.single_points")
     p.add_argument("--dry-run", action="store_true", help="only build and cheap-rank candidates; print the top 10")
     p.set_defaults(func=_cmd_build)
@@ -75,7 +76,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     limit = {"single_points": args.single_points} if args.single_points else None
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     rec = run_recipe(args.recipe, args.out, device=args.device, threads=args.threads, record_path=args.record,
-                     limit=limit, log=log)
+                     limit=limit, log=log, models_dir=args.models_dir)
     print(f"{args.out}: {rec['chosen']} E = {rec['chosen_energy_eV_atom']:.5f} eV/atom, {rec['chosen_space_group']}, "
           f"lattice {rec['chosen_lattice'].get('deviation_pct', '')}")
     return 0

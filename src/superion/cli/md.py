@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("structure", metavar="IN", help="CIF or prepared .extxyz (cluster labels for mass scaling)")
     p.add_argument("--potential", required=True, help="model name or path (see 'superion potential')")
+    p.add_argument("--models-dir", metavar="DIR", help="folder of models by name, searched before $SUPERION_MODELS")
     p.add_argument("--temperature-K", type=float, required=True, help="target temperature (K)")
     p.add_argument("--steps", type=int, required=True, help="production steps (trajectory frames come from these)")
     p.add_argument("--equilibration-steps", type=int, default=0, help="steps before production (default 0)")
@@ -77,7 +78,7 @@ def cmd_md(args: argparse.Namespace) -> int:
     ).validate()
     legacy = {"auto": None, "yes": True, "no": False}[args.legacy]
     res = run_md(args.structure, args.out, settings, potential=args.potential, device=args.device,
-                 threads=args.threads, legacy=legacy)
+                 threads=args.threads, legacy=legacy, models_dir=args.models_dir)
     if res.status == "complete":
         print(f"superion md: {res.run_dir}: {res.steps_done} steps, {res.n_frames} frames, {res.wall_s:.1f} s")
     return 0

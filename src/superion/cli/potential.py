@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from pathlib import Path
-
-from superion.errors import SuperionError
 
 _AGG = {"auto": None, "legacy": True, "current": False}
 
@@ -23,6 +18,7 @@ def register(subparsers) -> None:
         "../shared/parity. Exit status 0 = within tolerance, 1 = beyond, 2 = bad input.",
     )
     c.add_argument("model", metavar="NAME_OR_PATH", help="model name (searched in $SUPERION_MODELS) or folder")
+    c.add_argument("--models-dir", metavar="DIR", help="folder of models by name, searched before $SUPERION_MODELS")
     c.add_argument("--reference", metavar="DIR", help="parity folder with reference.json and structures.extxyz "
                    "(default: $SUPERION_SHARED/parity, ../shared/parity, $SUPERION_MODELS/../parity)")
     c.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
@@ -42,127 +38,40 @@ def register(subparsers) -> None:
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
-def default_reference_dir() -> Path | None:
-    """First parity folder found: $SUPERION_SHARED/parity, <repo>/../shared/parity, $SUPERION_MODELS/../parity."""
-    cands = []
-    if os.environ.get("SUPERION_SHARED"):
-        cands.append(Path(os.environ["SUPERION_SHARED"]) / "parity")
-    cands.append(Path(__file__).resolve().parents[3].parent / "shared" / "parity")
-    if os.environ.get("SUPERION_MODELS"):
-        cands.append(Path(os.environ["SUPERION_MODELS"]).parent / "parity")
-    for c in cands:
-        if (c / "reference.json").is_file():
-            return c
-    return None
-
-
-def load_reference(ref_dir: str | os.PathLike | None) -> tuple[dict, dict, Path]:
-    """(results by model, ASE frames by name, folder) of a parity reference folder."""
-    from ase.io import read
-
-    d = Path(ref_dir) if ref_dir else default_reference_dir()
-    if d is None:
-        raise SuperionError("no parity reference folder found; pass --reference DIR (holding reference.json "
-                            "and structures.extxyz) or set SUPERION_SHARED")
-    rj, sx = d / "reference.json", d / "structures.extxyz"
-    if not rj.is_file() or not sx.is_file():
-        raise SuperionError(f"'{d}' lacks reference.json or structures.extxyz; pass the parity folder with --reference")
-    try:
-        results = json.loads(rj.read_text())["results"]
-        frames = {a.info["name"]: a for a in read(sx, ":")}
-    except Exception as exc:
-        raise SuperionError(f"cannot read parity reference in '{d}' ({type(exc).__name__}: {exc})") from None
-    return results, frames, d
-
-
-def compare(lp, model_ref: dict, frames: dict) -> list[dict]:
-    """Rows {structure, n_atoms, dE_meV_atom, dF_eV_A, dS_GPa} of ``lp`` against the reference."""
-    import numpy as np
-    from ase.units import GPa
-
-    rows = []
-    for sname, r in model_ref.items():
-        if sname not in frames:
-            raise SuperionError(f"reference lists structure '{sname}' missing from structures.extxyz; "
-                                "the parity folder is inconsistent")
-        atoms = frames[sname]
-        e, f, s = lp.evaluate(atoms)
-        rows.append({
-            "structure": sname,
-            "n_atoms": len(atoms),
-            "dE_meV_atom": 1000.0 * (e - r["energy_eV"]) / len(atoms),
-            "dF_eV_A": float(np.abs(f - np.asarray(r["forces_eV_A"])).max()),
-            "dS_GPa": float(np.abs(s - np.asarray(r["stress_eV_A3"])).max() / GPa),
-        })
-    return rows
-
-
-def tolerance_for(lp) -> dict:
-    from superion.potential import known_models_table
-
-    entry = known_models_table()["models"].get(lp.known_as or "")
-    return entry["tolerance"] if entry else {"energy_meV_atom": 0.5, "forces_eV_A": 0.01}
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    from superion.potential import load_potential, resolve_model, set_threads
+    from superion.potential.parity import check_parity
 
-    resolve_model(args.model)  # a bad name fails before the heavy imports
-    results, frames, ref_dir = load_reference(args.reference)
-    set_threads(args.threads)
-    lp = load_potential(args.model, device=args.device, legacy=_AGG[args.aggregation], self_check=False,
-                        exact_dgl=args.exact_dgl)
-    key = lp.known_as if lp.known_as in results else lp.name
-    if key not in results:
-        raise SuperionError(f"no reference values for '{lp.name}' in {ref_dir}/reference.json "
-                            f"(has: {', '.join(results)}); check a model listed there")
-    tol = tolerance_for(lp)
-    rows = compare(lp, results[key], frames)
-    ok = True
+    rep = check_parity(args.model, reference=args.reference, device=args.device, threads=args.threads,
+                       legacy=_AGG[args.aggregation], exact_dgl=args.exact_dgl, models_dir=args.models_dir)
+    lp, tol = rep.potential, rep.tolerance
     mode = ("legacy destination" + (" + DGL three-body indexing" if lp.exact_dgl else "")) if lp.legacy else "current source"
     print(f"potential {lp.name} ({mode} aggregation: "
           f"{lp.legacy_reason}; sha256 {lp.sha256[:12]}; device {lp.device})")
-    print(f"reference {ref_dir} ({key}); tolerance {tol['energy_meV_atom']} meV/atom, {tol['forces_eV_A']} eV/A")
+    print(f"reference {rep.reference_dir} ({rep.key}); tolerance {tol['energy_meV_atom']} meV/atom, {tol['forces_eV_A']} eV/A")
     print(f"{'structure':<12}{'atoms':>6}{'dE meV/atom':>13}{'max|dF| eV/A':>14}{'max|dS| GPa':>13}  status")
-    for r in rows:
-        good = abs(r["dE_meV_atom"]) <= tol["energy_meV_atom"] and r["dF_eV_A"] <= tol["forces_eV_A"]
-        r["ok"] = good
-        ok &= good
+    for r in rep.rows:
         print(f"{r['structure']:<12}{r['n_atoms']:>6}{r['dE_meV_atom']:>13.3f}{r['dF_eV_A']:>14.4f}"
-              f"{r['dS_GPa']:>13.4f}  {'ok' if good else 'FAIL'}")
-    print("PASS" if ok else "FAIL: beyond tolerance")
+              f"{r['dS_GPa']:>13.4f}  {'ok' if r['ok'] else 'FAIL'}")
+    print("PASS" if rep.ok else "FAIL: beyond tolerance")
     if args.json:
         from superion.atomic import write_json
 
-        write_json(args.json, {"potential": lp.name, "known_as": lp.known_as, "legacy": lp.legacy,
-                               "sha256": lp.sha256, "tolerance": tol, "rows": rows, "pass": ok})
-    return 0 if ok else 1
+        write_json(args.json, rep.to_dict())
+    return 0 if rep.ok else 1
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from superion.atomic import file_sha256
-    from superion.potential import MODEL_FILES, default_models_dirs, known_models_table
+    from superion.potential.registry import HF_ORG, list_models
 
-    table = known_models_table()["models"]
-    dirs = default_models_dirs(args.models_dir)
-    seen: set[Path] = set()
+    models, dirs = list_models(args.models_dir)
     print(f"{'model':<36}{'aggregation':<13}{'sha256':<14}found")
-    for name, entry in table.items():
-        where, sha = "not found locally (hub: materialyze/%s)" % name, entry["state_sha256"][:12]
-        for d in dirs:
-            if all((d / name / f).is_file() for f in MODEL_FILES):
-                got = file_sha256(d / name / "state.pt")
-                where = str(d / name) + ("" if got == entry["state_sha256"] else f" (DIFFERENT weights {got[:12]})")
-                seen.add((d / name).resolve())
-                break
-        print(f"{name:<36}{'legacy' if entry['legacy'] else 'current':<13}{sha:<14}{where}")
-    for d in dirs:  # model folders present but not in the table
-        if not d.is_dir():
-            continue
-        for sub in sorted(d.iterdir()):
-            if sub.resolve() in seen or not all((sub / f).is_file() for f in MODEL_FILES):
-                continue
-            seen.add(sub.resolve())
-            print(f"{sub.name:<36}{'unknown':<13}{file_sha256(sub / 'state.pt')[:12]:<14}{sub} (not verified)")
+    for m in models:
+        if m.folder is None:
+            where = f"not found locally (hub: {HF_ORG}/{m.name})"
+        elif not m.known:
+            where = f"{m.folder} (not verified)"
+        else:
+            where = str(m.folder) + (f" (DIFFERENT weights {m.found_sha256[:12]})" if m.weights_differ else "")
+        print(f"{m.name:<36}{m.aggregation:<13}{m.sha256[:12]:<14}{where}")
     print("searched: " + ", ".join(str(d) for d in dirs))
     return 0

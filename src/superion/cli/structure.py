@@ -42,6 +42,7 @@ def register(subparsers) -> None:
                    help="order the supercell instead of the cell (closer occupancies, more disorder; slower)")
     p.add_argument("--oxidation-states", metavar="EL=Q,...", help="override oxidation states, e.g. Li=1,S=-2")
     p.add_argument("--potential", metavar="NAME", help="M3GNet model used to re-rank the best candidates")
+    p.add_argument("--models-dir", metavar="DIR", help="folder of models by name, searched before $SUPERION_MODELS")
     p.add_argument("--rerank", type=int, default=0, metavar="N",
                    help="re-rank the N best Ewald candidates by M3GNet energy after a short relaxation (needs --potential)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
@@ -57,6 +58,7 @@ def register(subparsers) -> None:
     )
     r.add_argument("input", metavar="IN", help="ordered structure (CIF, POSCAR, extxyz)")
     r.add_argument("--potential", required=True, metavar="NAME", help="model name or folder")
+    r.add_argument("--models-dir", metavar="DIR", help="folder of models by name, searched before $SUPERION_MODELS")
     r.add_argument("--out", required=True, metavar="OUT.cif", help="relaxed structure (.cif, .extxyz, .vasp)")
     r.add_argument("--fmax", type=float, default=0.05, help="force convergence in eV/Å (default 0.05)")
     r.add_argument("--max-steps", type=int, default=500, help="optimizer steps at most (default 500)")
@@ -84,7 +86,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         args.input, args.out, supercell=args.supercell, min_width_A=args.min_width_A, seed=args.seed,
         n_candidates=args.n_candidates, n_samples=args.n_samples, order_in_supercell=args.order_in_supercell,
         oxidation_states=args.oxidation_states, potential=args.potential, rerank=args.rerank, device=args.device,
-        threads=args.threads, warn=_warn,
+        threads=args.threads, models_dir=args.models_dir, warn=_warn,
     )
     rep = prepared.report
     print(f"wrote {rep['output']} ({rep['n_atoms']} atoms, supercell {'x'.join(map(str, rep['multiplier']))}) "
@@ -99,7 +101,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
     relaxed = relax_file(
         args.input, args.out, potential=args.potential, device=args.device, threads=args.threads, fmax=args.fmax,
         max_steps=args.max_steps, optimizer=args.optimizer, stress_tol_GPa=args.stress_tol_GPa,
-        relax_cell=not args.fixed_cell, trajectory=args.trajectory,
+        relax_cell=not args.fixed_cell, trajectory=args.trajectory, models_dir=args.models_dir,
     )
     res, out = relaxed.result, relaxed.report["output"]
     print(

@@ -429,6 +429,7 @@ def run_md(
     device: str = "auto",
     threads: int | None = None,
     legacy: bool | None = None,
+    models_dir: str | os.PathLike | None = None,
     log=print,
 ) -> RunResult:
     """Run (or resume, or skip if complete) one MD simulation into ``out_dir``.
@@ -478,7 +479,7 @@ def run_md(
         from superion.potential import load_potential, set_threads
 
         set_threads(threads)
-        lp = load_potential(potential, device=device, legacy=legacy)
+        lp = load_potential(potential, device=device, legacy=legacy, models_dir=models_dir)
         lp.check_elements(atoms.get_chemical_symbols())
         calculator = lp.calculator()
         pot_meta = {**lp.record(), "requested": str(potential)}

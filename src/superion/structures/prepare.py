@@ -53,6 +53,7 @@ def prepare_structure(
     rerank: int = 0,
     device: str = "auto",
     threads: int | None = None,
+    models_dir: str | os.PathLike | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> Prepared:
     """Order ``path`` (partial occupancies by Ewald ranking, optionally re-ranked with ``potential``),
@@ -71,7 +72,7 @@ def prepare_structure(
     from superion.structures.clusters import KNOWN_CLUSTERS, label_clusters
     from superion.structures.io import read_pymatgen, to_atoms
     from superion.structures.ordering import order_structure, parse_oxidation_states
-    from superion.structures.relax import loaded_potential
+    from superion.potential import load_checked
     from superion.structures.supercell import check_min_width, choose_supercell, make_supercell
 
     warn = warn or _python_warning
@@ -90,7 +91,7 @@ def prepare_structure(
 
     structure = read_pymatgen(path)
     symbols = sorted({el.symbol for el in structure.composition.elements})
-    lp = loaded_potential(potential, device=device, threads=threads, symbols=symbols) if potential else None
+    lp = load_checked(potential, device=device, threads=threads, symbols=symbols, models_dir=models_dir) if potential else None
 
     n_cell_sites = len(structure)
     choice = choose_supercell(structure.lattice.matrix, supercell=supercell, min_width_A=min_width_A)

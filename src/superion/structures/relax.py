@@ -178,20 +178,6 @@ def relax_structure(
 RELAXED_SUFFIXES = (".cif", ".extxyz", ".xyz", ".vasp")
 
 
-def loaded_potential(potential, *, device: str = "auto", threads: int | None = None, symbols=()):
-    """A :class:`~superion.potential.LoadedPotential` for ``potential`` (a model name or folder, or
-    one already loaded) on ``device`` with ``threads`` torch threads (None: torch's choice),
-    checked to have parameters for every element in ``symbols``."""
-    from superion.potential import load_potential, set_threads
-
-    if threads is not None and threads < 1:
-        raise SuperionError(f"--threads must be >= 1, got {threads}")
-    set_threads(threads)
-    lp = potential if hasattr(potential, "record") else load_potential(potential, device=device)
-    lp.check_elements(symbols)
-    return lp
-
-
 @dataclass
 class Relaxed:
     """Outcome of the relax stage: the :class:`RelaxResult` (``result.atoms`` carries the cluster
@@ -277,10 +263,11 @@ def relax_file(
     fmax: float = 0.05,
     max_steps: int = 500,
     optimizer: str = "FIRE",
+    models_dir: str | os.PathLike | None = None,
     **settings,
 ) -> Relaxed:
     """``superion relax``: read ``path`` (:func:`superion.structures.io.read_atoms`), load
-    ``potential`` (name or LoadedPotential), :func:`relax_with_report` (``settings``: its other
+    ``potential`` (name or LoadedPotential; by name from ``models_dir`` first), :func:`relax_with_report` (``settings``: its other
     keywords), write ``out`` (.cif/.extxyz/.vasp; extxyz keeps the cluster labels) and
     ``OUT.json``. Output name and settings are checked before anything is read or loaded.
     A relaxation that does not converge is written all the same (``converged: false``)."""
@@ -289,7 +276,10 @@ def relax_file(
     out_path = check_output_path(out, allowed=RELAXED_SUFFIXES)
     check_relax_settings(fmax, max_steps, optimizer)
     atoms = read_atoms(path)
-    lp = loaded_potential(potential, device=device, threads=threads, symbols=set(atoms.get_chemical_symbols()))
+    from superion.potential import load_checked
+
+    lp = load_checked(potential, device=device, threads=threads, symbols=set(atoms.get_chemical_symbols()),
+                      models_dir=models_dir)
     relaxed = relax_with_report(atoms, lp, fmax=fmax, max_steps=max_steps, optimizer=optimizer, source=path,
                                 **settings)
     relaxed.report["output"] = str(out_path)

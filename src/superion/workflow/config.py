@@ -21,18 +21,9 @@ from typing import Any, Iterable
 
 from superion.errors import SuperionError
 from superion.layout import path
+from superion.potential import registry
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.json"
-
-# Potentials known by name (matgl model names); a folder of that name in models_dir or
-# $SUPERION_MODELS, or an existing path, is also accepted.
-KNOWN_POTENTIALS: dict[str, frozenset[str] | None] = {
-    "M3GNet-r2SCAN-NaBH": frozenset({"H", "B", "Na"}),
-    "M3GNet-MatPES-r2SCAN-v2025.1-PES": None,  # None = universal
-    "M3GNet-MatPES-PBE-v2025.1-PES": None,
-    "M3GNet-MP-2021.2.8-PES": None,
-}
-
 
 
 # --------------------------------------------------------------------------------------
@@ -161,22 +152,22 @@ def validate_config(cfg: dict, *, source: str = "config", check_files: bool = Tr
 
 
 def models_dirs(cfg: dict) -> list[Path]:
-    """Folders searched for potentials by name: config models_dir, then $SUPERION_MODELS."""
-    out = []
-    if cfg.get("models_dir"):
-        out.append(Path(os.path.expandvars(os.path.expanduser(cfg["models_dir"]))))
-    if os.environ.get("SUPERION_MODELS"):
-        out.append(Path(os.environ["SUPERION_MODELS"]))
-    return out
+    """Folders searched for potentials by name: config ``models_dir`` first, then the
+    potential registry's own (:func:`superion.potential.registry.default_models_dirs`)."""
+    return registry.default_models_dirs(cfg.get("models_dir") or None)
+
+
+def models_dir_arg(cfg: dict) -> str:
+    """``--models-dir DIR`` (shell-quoted) for commands that load a potential, or "" if unset."""
+    import shlex
+
+    return f"--models-dir {shlex.quote(str(cfg['models_dir']))}" if cfg.get("models_dir") else ""
 
 
 def potential_known(cfg: dict, name: str) -> bool:
-    """True if ``name`` is a known model name, a folder in a models dir, or an existing path."""
-    if name in KNOWN_POTENTIALS:
-        return True
-    if any((d / name).exists() for d in models_dirs(cfg)):
-        return True
-    return ("/" in name or os.sep in name) and Path(name).exists()
+    """True if ``name`` is a known model name, a model folder in :func:`models_dirs`, or a model
+    folder path: what ``superion relax/md --models-dir`` will resolve (the registry decides)."""
+    return registry.model_available(name, cfg.get("models_dir") or None)
 
 
 def _semantic_problem(cfg: dict, *, check_files: bool, base_dir: Path) -> str | None:
@@ -204,9 +195,10 @@ def _semantic_problem(cfg: dict, *, check_files: bool, base_dir: Path) -> str | 
                     "defined; list the settings to run for this system")
         pot = sysc["potential"]
         if not potential_known(cfg, pot):
-            dirs = ", ".join(str(d) for d in models_dirs(cfg)) or "none (set SUPERION_MODELS or models_dir)"
+            dirs = ", ".join(str(d) for d in models_dirs(cfg))
             return (f"{where}.potential: unknown potential {pot!r}; known names: "
-                    f"{', '.join(KNOWN_POTENTIALS)} (models folders searched: {dirs})")
+                    f"{', '.join(registry.known_model_names())} (models folders searched: {dirs}; "
+                    "a folder needs model.json, model.pt and state.pt)")
         md = system_section(cfg, sname, "md")
         ratio = md["save_every_fs"] / md["timestep_fs"]
         if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
@@ -223,7 +215,7 @@ def _semantic_problem(cfg: dict, *, check_files: bool, base_dir: Path) -> str | 
                 spath = base_dir / spath
             if not spath.is_file():
                 return f"{where}.structure: file not found: {sysc['structure']} (paths are relative to the working directory)"
-            allowed = KNOWN_POTENTIALS.get(pot)
+            allowed = registry.known_elements(pot)
             if allowed is not None:
                 elements = _structure_elements(spath)
                 if elements and not elements <= allowed:

@@ -122,7 +122,8 @@ def _cand_record(c: dict) -> dict:
 
 
 def run_recipe(recipe_path: str | Path, out: str | Path, *, device: str = "cpu", threads: int | None = 1,
-               record_path: str | Path | None = None, limit: dict | None = None, log=print) -> dict:
+               record_path: str | Path | None = None, limit: dict | None = None, log=print,
+               models_dir: str | Path | None = None) -> dict:
     """Screen a recipe with its potential and write the chosen model (CIF) and record (JSON).
 
     The CIF gets a provenance header (recipe, seed, candidate counts, chosen candidate, energy
@@ -142,7 +143,8 @@ def run_recipe(recipe_path: str | Path, out: str | Path, *, device: str = "cpu",
     if recipe.get("cations"):
         symbols.add(recipe["cations"]["symbol"])
         symbols |= {s for s, _ in recipe["cations"].get("fixed_ions") or []}
-    calc = get_calculator(recipe["potential"], device=device, threads=threads, symbols=sorted(symbols))
+    calc = get_calculator(recipe["potential"], device=device, threads=threads, symbols=sorted(symbols),
+                          models_dir=models_dir)
     record = screen(recipe, calc, log=log, limit=limit)
     best = record.pop("best_atoms")
     geo = check_geometry(best, recipe.get("expected_counts"))
