@@ -7,7 +7,8 @@ import pytest
 
 from superion.analysis.kernels import as_c64, max_sq_disp, msd_s1, power_accumulate
 from superion.analysis.msd import ion_msd, msd_fft, msd_reference, per_ion_msd, spectral_weights
-from superion.analysis.unwrap import ArrayTrajectory, collect_mobile, inverse_cells, iter_unwrapped, to_fractional, whole_shifts
+from superion.analysis.unwrap import collect_mobile, inverse_cells, iter_unwrapped, to_fractional, whole_shifts
+from superion.trajectory import ArrayTrajectory
 
 
 def fluctuating_cells(n_frames, rng, triclinic=True):
@@ -208,9 +209,9 @@ def test_collect_mobile_from_float32_h5_matches_float64_arrays(tmp_path, monkeyp
     w.close()
     with h5py.File(tmp_path / "t.h5", "r+") as f:
         f["parameters/superion"].attrs["wrapped"] = wrapped
-    traj = open_trajectory(tmp_path / "t.h5")
-    assert st._raw_chunks_readable(traj._pos) == raw_chunks
-    got = collect_mobile(traj, np.arange(3), chunk_frames=40)
+    with open_trajectory(tmp_path / "t.h5") as traj:
+        assert st._raw_chunks_readable(traj._pos) == raw_chunks
+        got = collect_mobile(traj, np.arange(3), chunk_frames=40)
     ref = collect_mobile(ArrayTrajectory(pos.astype(np.float64), cells, np.arange(F) * 2.0, symbols, masses, wrapped=wrapped),
                          np.arange(3), chunk_frames=F)
     assert got.disp_A.dtype == np.float32 and got.disp_A.shape == (3, 3, F)

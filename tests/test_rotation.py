@@ -9,7 +9,8 @@ from superion.structures.clusters import ClusterLabels
 from superion.errors import SuperionError
 from superion.analysis.kernels import as_c64, rotation_displacement_norms
 from superion.analysis.rotation import analyze_rotation, autocorr_fft, orientational_correlation
-from superion.analysis.unwrap import ArrayTrajectory, to_fractional
+from superion.analysis.unwrap import to_fractional
+from superion.trajectory import ArrayTrajectory
 
 TETRA = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
 

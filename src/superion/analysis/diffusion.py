@@ -306,14 +306,15 @@ def analyze_trajectory(
     species: str,
     temperature_K: float | None = None,
     *,
-    frame_interval_fs: float | None = None,
     drift: str = "framework",
     chunk_frames: int | None = None,
     **kwargs,
 ) -> DiffusionResult:
     """Stream a trajectory reader: unwrap, remove framework drift, analyse the ``species`` ions.
 
-    ``frame_interval_fs`` overrides the frame times of the reader (fs between frames).
+    The time between frames is the reader's ``frame_interval_fs`` (an explicit interval is
+    given to :func:`superion.trajectory.open_trajectory`); ``kwargs`` go to
+    :func:`analyze_displacements`.
     """
     from superion.analysis.unwrap import collect_mobile
 
@@ -331,7 +332,7 @@ def analyze_trajectory(
         raise SuperionError("temperature unknown; pass --temperature-K")
     if T <= 0:
         raise SuperionError(f"temperature must be positive, got {T}; pass --temperature-K")
-    dt = frame_interval_from(traj, frame_interval_fs)
+    dt = traj.frame_interval_fs
     mob = collect_mobile(traj, mobile, drift=drift, chunk_frames=chunk_frames)
     result = analyze_displacements(mob.disp_A, dt, T, mob.volumes_A3, species=species, summed_A=mob.summed_A,
                                    max_sq_disp_A2=mob.max_sq_disp_A2, **kwargs)
@@ -342,15 +343,3 @@ def analyze_trajectory(
     result.summary["n_atoms"] = int(traj.n_atoms)
     return result
 
-
-def frame_interval_from(traj, frame_interval_fs: float | None = None) -> float:
-    """Time between frames (fs): the explicit value, else the reader's evenly spaced times."""
-    if frame_interval_fs is not None:
-        if not frame_interval_fs > 0:
-            raise SuperionError(f"frame interval must be positive, got {frame_interval_fs}; pass --frame-interval-fs")
-        return float(frame_interval_fs)
-    steps = np.diff(np.asarray(traj.times_fs, dtype=float))
-    dt = float(np.median(steps))
-    if not dt > 0 or np.max(np.abs(steps - dt)) > 1e-3 * dt:
-        raise SuperionError("frame times are not evenly spaced and increasing; pass --frame-interval-fs or fix the trajectory")
-    return dt

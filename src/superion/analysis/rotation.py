@@ -1,7 +1,7 @@
 """Rotation of polyanion clusters: the study's rotation speed and orientational correlations.
 
 Clusters are unwrapped as wholes: every atom is unwrapped frame to frame (NPT-safe, see
-:mod:`superion.unwrap`) after each cluster is made whole at the first frame, so a cluster is
+:mod:`superion.analysis.unwrap`) after each cluster is made whole at the first frame, so a cluster is
 never split by the periodic boundary. Centre = cluster centre of mass (masses as simulated;
 mass scaling multiplies all atoms of a cluster by the same factor, so the centre is unchanged).
 
@@ -254,20 +254,19 @@ def rotation_of_type(
 
 def analyze_rotation(
     traj,
-    frame_interval_fs: float | None = None,
     *,
     labels=None,
     lag_ps: float = DEFAULT_ROTATION_LAG_PS,
     max_bytes: float = DEFAULT_MAX_BYTES,
 ) -> tuple[dict, dict]:
-    """Rotation analysis per cluster type: ({type: summary}, {f"{type}_{curve}": array})."""
+    """Rotation analysis per cluster type: ({type: summary}, {f"{type}_{curve}": array}).
+
+    The time between frames is the reader's ``frame_interval_fs``."""
     if traj.n_frames == 0:
         raise SuperionError("trajectory has no frames; check the file or the run directory")
     if traj.n_frames < 3:
         raise SuperionError(f"trajectory has {traj.n_frames} frame(s); rotation analysis needs at least 3 frames")
-    from superion.analysis.diffusion import frame_interval_from
-
-    dt = frame_interval_from(traj, frame_interval_fs)
+    dt = traj.frame_interval_fs
     labels = labels if labels is not None else labels_of(traj)
     if labels is None or labels.n_clusters == 0:
         raise SuperionError("no molecular clusters (BH4, B12H12, PS4, ...) found in the trajectory; nothing rotates")

@@ -131,7 +131,7 @@ def cmd_diffusion(args: argparse.Namespace) -> int:
     try:
         res = analyze_trajectory(
             traj, args.species, args.temperature_K,
-            frame_interval_fs=args.frame_interval_fs, drift=args.drift, charge=args.charge,
+            drift=args.drift, charge=args.charge,
             fit_start_ps=args.fit_start_ps, fit_end_ps=args.fit_end_ps,
             active_threshold_A2=args.active_threshold_A2, active_normalization=args.active_normalization,
         )
@@ -198,7 +198,7 @@ def cmd_rotation(args: argparse.Namespace) -> int:
         raise SuperionError(f"--rotation-lag-ps {args.rotation_lag_ps}: give a positive lag in ps")
     traj = _open(args.trajectory, args.frame_interval_fs)
     try:
-        results, curves = analyze_rotation(traj, args.frame_interval_fs, lag_ps=args.rotation_lag_ps)
+        results, curves = analyze_rotation(traj, lag_ps=args.rotation_lag_ps)
     finally:
         getattr(traj, "close", lambda: None)()
     npz = _npz_beside(args.json)
