@@ -242,3 +242,28 @@ def test_array_trajectory_refuses_arrays_that_do_not_fit(bad):
         "times": np.arange(3.0), "masses": np.ones(N + 1), "symbols": ["Na"] * (N - 1), "cells": cells[:3]}[bad]
     with pytest.raises(SuperionError, match="do not fit"):
         ArrayTrajectory(**args)
+
+
+# ----------------------------------------------------------------------------- extxyz export
+def test_export_extxyz_reads_back_as_the_same_trajectory(tmp_path):
+    from superion.trajectory import export_extxyz
+
+    run = tmp_path / "run"
+    run.mkdir()
+    pos, cells, vel = _write(run / "trajectory.h5", 7)
+    res = export_extxyz(run, tmp_path / "t.extxyz", every=2, chunk=3)
+    assert res.n_frames == 4 and res.complete is False and res.path == tmp_path / "t.extxyz"
+    with open_trajectory(tmp_path / "t.extxyz") as back:
+        assert back.wrapped is False and back.n_frames == 4 and back.temperature_K == 500.0
+        np.testing.assert_allclose(back.positions(), pos[::2], atol=1e-7)
+        np.testing.assert_allclose(back.cells(), cells[::2], atol=1e-7)
+        np.testing.assert_allclose(back.times_fs, 1000.0 + 20.0 * np.arange(4))
+        np.testing.assert_array_equal(back.steps, 100 + 20 * np.arange(4))
+        assert back.labels.types == ["BH", "BH"] and back.frame_interval_fs == 20.0
+    (run / "complete.json").write_text("{}")
+    assert export_extxyz(run, tmp_path / "all.extxyz").complete is True
+    with pytest.raises(SuperionError, match="positive integer"):
+        export_extxyz(run, tmp_path / "x.extxyz", every=0)
+    with pytest.raises(SuperionError, match="not a 'superion md' run directory"):
+        export_extxyz(tmp_path, tmp_path / "x.extxyz")
+    assert not (tmp_path / "x.extxyz").exists()

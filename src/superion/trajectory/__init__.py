@@ -6,8 +6,9 @@ Nothing here knows about integrators: the MD engine hands over plain arrays (pos
 cell Å, velocities Å/fs), so a batched/GPU engine reuses the same storage.
 """
 
+from superion.trajectory.export import ExportResult, export_extxyz
 from superion.trajectory.h5md import H5TrajectoryReader, H5TrajectoryWriter
 from superion.trajectory.readers import ArrayTrajectory, AseTrajectoryReader, TrajectoryReader, open_trajectory
 
-__all__ = ["ArrayTrajectory", "AseTrajectoryReader", "H5TrajectoryReader", "H5TrajectoryWriter", "TrajectoryReader",
-           "open_trajectory"]
+__all__ = ["ArrayTrajectory", "AseTrajectoryReader", "ExportResult", "H5TrajectoryReader", "H5TrajectoryWriter",
+           "TrajectoryReader", "export_extxyz", "open_trajectory"]
