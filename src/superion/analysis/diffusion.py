@@ -24,6 +24,7 @@ Conventions (see ../shared/docs/science.md):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -343,3 +344,31 @@ def analyze_trajectory(
     result.summary["n_atoms"] = int(traj.n_atoms)
     return result
 
+
+
+def write_diffusion(
+    trajectory: str | os.PathLike,
+    json_path: str | os.PathLike,
+    species: str = "Na",
+    temperature_K: float | None = None,
+    *,
+    frame_interval_fs: float | None = None,
+    drift: str = "framework",
+    **kwargs,
+) -> dict:
+    """``superion analyze diffusion``: open ``trajectory`` (run directory or file, with
+    ``frame_interval_fs`` fs between frames if given), analyse the ``species`` ions
+    (:func:`analyze_trajectory`; ``kwargs`` as for :func:`analyze_displacements`), write the
+    summary JSON to ``json_path`` and the MSD curves beside it (.npz). Returns the summary."""
+    from superion import __version__
+    from superion.analysis.outputs import curves_path, write_result
+    from superion.trajectory import open_trajectory
+
+    if temperature_K is not None and not temperature_K > 0:  # before the trajectory is read
+        raise SuperionError(f"--temperature-K {temperature_K}: temperature must be positive")
+    with open_trajectory(trajectory, frame_interval_fs) as traj:
+        res = analyze_trajectory(traj, species, temperature_K, drift=drift, **kwargs)
+    npz = curves_path(json_path)
+    summary = {"source": str(trajectory), **res.summary, "msd_file": npz.name, "superion_version": __version__}
+    write_result(json_path, summary, res.curves)
+    return summary

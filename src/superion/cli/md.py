@@ -91,5 +91,5 @@ def cmd_export(args: argparse.Namespace) -> int:
     res = export_extxyz(args.run_dir, args.out, every=args.every)
     if not res.complete:  # still useful (frames before a guard stopped the run), but say so
         print(f"superion export: note: {args.run_dir} is not complete; exported the frames written so far", file=sys.stderr)
-    print(f"superion export: wrote {res.n_frames} frames to {res.path}")
+    print(f"superion export: wrote {res.n_frames} frames to {args.out}")
     return 0
