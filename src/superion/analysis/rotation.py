@@ -43,23 +43,14 @@ def vertex_element(symbols: list[str]) -> str | None:
     return None
 
 
-def autocorr_fft(x: np.ndarray) -> np.ndarray:
-    """All-origin autocorrelation c(m) = 1/(T−m) Σ_t x(t) x(t+m) of each series: (s, T) → (s, T)."""
-    from scipy.fft import irfft, next_fast_len, rfft
-
-    s, T = x.shape
-    n_fft = next_fast_len(2 * T, real=True)
-    f = rfft(np.asarray(x, dtype=np.float64), n=n_fft, axis=1)
-    c = irfft(f.real**2 + f.imag**2, n=n_fft, axis=1)[:, :T]
-    return c / (T - np.arange(T))
-
-
 def orientational_correlation(u: np.ndarray, max_bytes: float = 64e6) -> tuple[np.ndarray, np.ndarray]:
     """C1(t), C2(t) (each (T,)) averaged over unit-vector series u (s, 3, T).
 
     Vectors are processed in batches whose FFT transients (~250 bytes × T per vector) stay
-    below ``max_bytes``.
+    below ``max_bytes``; the correlations are :func:`superion.analysis.correlation.autocorrelation`.
     """
+    from superion.analysis.correlation import autocorrelation
+
     s, _, T = u.shape
     batch = max(1, int(max_bytes // (250 * T)))
     c1 = np.zeros(T)
@@ -70,9 +61,9 @@ def orientational_correlation(u: np.ndarray, max_bytes: float = 64e6) -> tuple[n
     for a in range(0, s, batch):
         ub = u[a : a + batch]
         nb = ub.shape[0]
-        c1 += autocorr_fft(ub.reshape(nb * 3, T)).reshape(nb, 3, T).sum(axis=1).sum(axis=0)
+        c1 += autocorrelation(ub.reshape(nb * 3, T)).reshape(nb, 3, T).sum(axis=1).sum(axis=0)
         p = np.stack([ub[:, k] * ub[:, l] for k, l in pairs], axis=1)  # (nb, 6, T)
-        cc = autocorr_fft(p.reshape(nb * 6, T)).reshape(nb, 6, T)
+        cc = autocorrelation(p.reshape(nb * 6, T)).reshape(nb, 6, T)
         cos2 += np.tensordot(weights, cc, axes=([0], [1])).sum(axis=0)
     return c1 / s, 1.5 * cos2 / s - 0.5
 
