@@ -92,7 +92,8 @@ def _help(parser) -> int:
 
 def _frame_interval(p) -> None:
     p.add_argument("--frame-interval-fs", type=float, default=None,
-                   help="time between frames (fs); needed for files without per-frame times, overrides them otherwise")
+                   help="time between frames (fs); needed for files without per-frame times, overrides the times "
+                        "of other ASE files, must agree with the exact times of run directories and .h5")
 
 
 def cmd_diffusion(args: argparse.Namespace) -> int:
