@@ -185,6 +185,14 @@ def test_frame_interval_of_h5_and_explicit_interval_must_agree(tmp_path):
     for bad in (0.0, -1.0):
         with pytest.raises(SuperionError, match="positive time"):
             open_trajectory(path, frame_interval_fs=bad)
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        f["particles/all/position/time"][3] += 4.0
+    with pytest.raises(SuperionError, match="not evenly spaced, and --frame-interval-fs does not override"):
+        open_trajectory(path, frame_interval_fs=10.0)
+    with open_trajectory(path) as tr, pytest.raises(SuperionError, match="not evenly spaced and increasing"):
+        tr.frame_interval_fs
 
 
 def test_frame_interval_of_ase_file_is_the_explicit_one(tmp_path):

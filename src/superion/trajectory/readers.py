@@ -267,7 +267,13 @@ def _positive_interval(frame_interval_fs) -> float:
 def _confirm_interval(reader: TrajectoryReader, frame_interval_fs: float) -> None:
     """Take an explicit interval for a trajectory with exact stored times only if it agrees."""
     if reader.n_frames >= 2:
-        stored = evenly_spaced_interval(reader.times_fs)
+        try:
+            stored = evenly_spaced_interval(reader.times_fs)
+        except SuperionError:
+            raise SuperionError(
+                f"the frame times stored in {reader.path} are not evenly spaced, and --frame-interval-fs does not "
+                "override them there; 'superion export' the frames and analyse the .extxyz with --frame-interval-fs"
+            ) from None
         if abs(stored - frame_interval_fs) > 1e-3 * stored:
             raise SuperionError(
                 f"--frame-interval-fs {frame_interval_fs:g} contradicts the {stored:g} fs between the frames stored in "
