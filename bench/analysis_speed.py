@@ -129,11 +129,12 @@ def worker_superion(workdir: Path) -> dict:
     # cached Numba kernels for these argument types are loaded before the clock starts
     with tempfile.TemporaryDirectory(dir=workdir) as tiny:
         generate(Path(tiny), 20, 6, 60, want_disp=False)
-        analyze_trajectory(open_trajectory(Path(tiny) / "trajectory.h5"), "Na", None)
+        with open_trajectory(Path(tiny) / "trajectory.h5") as traj:
+            analyze_trajectory(traj, "Na", None)
     warm = time.perf_counter() - t0
     t0, c0 = time.perf_counter(), time.process_time()
-    traj = open_trajectory(workdir / "trajectory.h5")
-    res = analyze_trajectory(traj, "Na", None)
+    with open_trajectory(workdir / "trajectory.h5") as traj:
+        res = analyze_trajectory(traj, "Na", None)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     np.savez(workdir / "superion_msd.npz", **res.curves)
     s = res.summary

@@ -167,3 +167,47 @@ def test_one_frame_and_empty_trajectories_exit_2(tmp_path, capsys):
     empty.write_text("")
     assert main(["analyze", "diffusion", str(empty), "--temperature-K", "600", "--json", str(tmp_path / "e.json")]) == 2
     assert not (tmp_path / "o.json").exists() and not (tmp_path / "e.json").exists()
+
+
+def test_library_calls_behind_the_commands_return_what_they_write(extxyz, tmp_path):
+    """The commands are argparse -> one library call -> print: the call writes the files and
+    returns exactly what its JSON holds."""
+    from superion.analysis.density import write_density
+    from superion.analysis.diffusion import write_diffusion
+    from superion.analysis.outputs import curves_path
+    from superion.analysis.rotation import write_rotation
+
+    out = tmp_path / "a" / "d.json"
+    s = write_diffusion(extxyz, out, "Na", 600.0, fit_start_ps=0.5)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(s))
+    assert s["msd_file"] == "d.npz" and curves_path(out).is_file() and s["fit_start_ps"] == pytest.approx(0.5)
+    r = write_rotation(extxyz, tmp_path / "r.json", lag_ps=0.5)
+    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(r))
+    assert r["BH4"]["curves_file"] == "r.npz"
+    d = write_density(extxyz, tmp_path / "na.cube", "Na", 0.5)
+    assert d.n_ions == 16 and d.n_frames == 300 and d.path.is_file() and len(d.shape) == 3
+
+
+def test_frame_interval_option_reaches_every_command(tmp_path):
+    """Files without frame times need --frame-interval-fs; it sets the time axis once for all."""
+    symbols, pos, cells, _ = synthetic_frames(F=120)
+    path = tmp_path / "notimes.extxyz"
+    write_extxyz(path, symbols, pos, cells, np.zeros(len(pos)))
+    from ase.io import read, write
+
+    frames = read(path, ":")
+    for a in frames:
+        del a.info["time_fs"]
+    write(path, frames, format="extxyz")
+    d = tmp_path / "d.json"
+    assert main(["analyze", "diffusion", str(path), "--temperature-K", "600", "--json", str(d)]) == 2
+    assert main(["analyze", "diffusion", str(path), "--temperature-K", "600", "--frame-interval-fs", "20",
+                 "--json", str(d)]) == 0
+    assert json.loads(d.read_text())["frame_interval_fs"] == 20.0
+    r = tmp_path / "r.json"
+    assert main(["analyze", "rotation", str(path), "--frame-interval-fs", "20", "--rotation-lag-ps", "0.2",
+                 "--json", str(r)]) == 0
+    assert json.loads(r.read_text())["BH4"]["rotation_lag_ps"] == pytest.approx(0.2)
+    assert main(["analyze", "density", str(path), "--frame-interval-fs", "20", "--out", str(tmp_path / "x.cube")]) == 0
+    assert main(["analyze", "density", str(path), "--frame-interval-fs", "-1", "--out", str(tmp_path / "y.cube")]) == 2
+    assert not (tmp_path / "y.cube").exists()

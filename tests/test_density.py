@@ -8,7 +8,7 @@ import pytest
 from superion.analysis.density import density_grid, structure_for_file, volumetric_format, write_volumetric
 from superion.errors import SuperionError
 from superion.analysis.kernels import as_c64, histogram_frac
-from superion.analysis.unwrap import ArrayTrajectory
+from superion.trajectory import ArrayTrajectory
 
 
 def test_histogram_kernel_matches_histogramdd():

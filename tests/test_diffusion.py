@@ -7,7 +7,8 @@ import pytest
 
 from superion.analysis.diffusion import analyze_displacements, analyze_trajectory, nernst_einstein_mS_cm
 from superion.errors import SuperionError
-from superion.analysis.unwrap import ArrayTrajectory, to_fractional
+from superion.analysis.unwrap import to_fractional
+from superion.trajectory import ArrayTrajectory
 
 
 def wrap(positions, cells):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from superion.analysis.correlation import autocorrelation, fft_length
 from superion.analysis.kernels import as_c64, max_sq_disp, msd_s1, power_accumulate
 from superion.analysis.msd import ion_msd, msd_fft, msd_reference, per_ion_msd, spectral_weights
-from superion.analysis.unwrap import ArrayTrajectory, collect_mobile, inverse_cells, iter_unwrapped, to_fractional, whole_shifts
+from superion.analysis.unwrap import collect_mobile, inverse_cells, iter_unwrapped, to_fractional, whole_shifts
+from superion.trajectory import ArrayTrajectory
 
 
 def fluctuating_cells(n_frames, rng, triclinic=True):
@@ -68,6 +70,23 @@ def test_whole_shifts_join_split_cluster():
     centre = joined.mean(axis=0)
     assert np.abs(joined - centre).max() < 0.35
     assert np.allclose(s, np.round(s)) and np.all(s[4] == 0)
+
+
+def autocorrelation_reference(x: np.ndarray) -> np.ndarray:
+    """Plain NumPy O(T²): c(m) = mean over origins t < T−m of x(t) x(t+m)."""
+    T = x.shape[1]
+    return np.stack([(x[:, : T - m] * x[:, m:]).mean(axis=1) for m in range(T)], axis=1)
+
+
+@pytest.mark.parametrize("T", [1, 2, 63, 64, 97])
+def test_autocorrelation_matches_direct_double_loop(T):
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((4, T)) + 0.7  # a non-zero mean: nothing is centred
+    got = autocorrelation(x)
+    assert got.shape == (4, T) and got.dtype == np.float64
+    assert np.allclose(got, autocorrelation_reference(x), rtol=1e-10, atol=1e-12)
+    assert fft_length(T) >= 2 * T
+    np.testing.assert_array_equal(autocorrelation(x.astype(np.float32)), autocorrelation(x.astype(np.float32).astype(np.float64)))
 
 
 def test_msd_fft_matches_direct_double_loop():
@@ -208,9 +227,9 @@ def test_collect_mobile_from_float32_h5_matches_float64_arrays(tmp_path, monkeyp
     w.close()
     with h5py.File(tmp_path / "t.h5", "r+") as f:
         f["parameters/superion"].attrs["wrapped"] = wrapped
-    traj = open_trajectory(tmp_path / "t.h5")
-    assert st._raw_chunks_readable(traj._pos) == raw_chunks
-    got = collect_mobile(traj, np.arange(3), chunk_frames=40)
+    with open_trajectory(tmp_path / "t.h5") as traj:
+        assert st._raw_chunks_readable(traj._pos) == raw_chunks
+        got = collect_mobile(traj, np.arange(3), chunk_frames=40)
     ref = collect_mobile(ArrayTrajectory(pos.astype(np.float64), cells, np.arange(F) * 2.0, symbols, masses, wrapped=wrapped),
                          np.arange(3), chunk_frames=F)
     assert got.disp_A.dtype == np.float32 and got.disp_A.shape == (3, 3, F)

@@ -169,3 +169,109 @@ def test_open_trajectory_errors(tmp_path):
     (tmp_path / "x.h5").write_text("not hdf5")
     with pytest.raises(SuperionError, match="HDF5"):
         open_trajectory(tmp_path / "x.h5")
+
+
+# ----------------------------------------------------------------------------- frame interval
+def test_frame_interval_of_h5_and_explicit_interval_must_agree(tmp_path):
+    path = tmp_path / "t.h5"
+    _write(path, 5)  # times 1000, 1010, ... fs
+    with open_trajectory(path) as tr:
+        assert tr.frame_interval_fs == 10.0
+    with open_trajectory(path, frame_interval_fs=10.0) as tr:  # agrees: accepted
+        assert tr.frame_interval_fs == 10.0
+        np.testing.assert_array_equal(tr.times_fs, 1000.0 + 10.0 * np.arange(5))  # stored times kept
+    with pytest.raises(SuperionError, match="contradicts the 10 fs"):
+        open_trajectory(path, frame_interval_fs=20.0)
+    for bad in (0.0, -1.0):
+        with pytest.raises(SuperionError, match="positive time"):
+            open_trajectory(path, frame_interval_fs=bad)
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        f["particles/all/position/time"][3] += 4.0
+    with pytest.raises(SuperionError, match="not evenly spaced, and --frame-interval-fs does not override"):
+        open_trajectory(path, frame_interval_fs=10.0)
+    with open_trajectory(path) as tr, pytest.raises(SuperionError, match="not evenly spaced and increasing"):
+        tr.frame_interval_fs
+
+
+def test_frame_interval_of_ase_file_is_the_explicit_one(tmp_path):
+    from ase.io import write
+
+    path = tmp_path / "t.extxyz"
+    write(path, _ase_frames())  # stored 5 fs apart
+    with open_trajectory(path) as tr:
+        assert tr.frame_interval_fs == 5.0
+    with open_trajectory(path, frame_interval_fs=1.5) as tr:
+        assert tr.frame_interval_fs == 1.5
+
+
+def test_uneven_or_too_few_frame_times_are_clear_errors():
+    from superion.trajectory import ArrayTrajectory
+
+    pos = np.zeros((4, 1, 3))
+    tr = ArrayTrajectory(pos, np.eye(3) * 5, [0.0, 1.0, 2.0, 4.0], ["Na"], [23.0])
+    with pytest.raises(SuperionError, match="not evenly spaced"):
+        tr.frame_interval_fs
+    with pytest.raises(SuperionError, match="at least 2 frames"):
+        ArrayTrajectory(pos[:1], np.eye(3) * 5, [0.0], ["Na"], [23.0]).frame_interval_fs
+    assert ArrayTrajectory(pos, np.eye(3) * 5, [0.0, 2.0, 4.0, 6.0], ["Na"], [23.0]).frame_interval_fs == 2.0
+
+
+# ----------------------------------------------------------------------------- in-memory reader
+def test_array_trajectory_is_a_reader():
+    from superion.trajectory import ArrayTrajectory, TrajectoryReader
+
+    pos, cells, _ = _frames(6)
+    tr = ArrayTrajectory(pos, cells, np.arange(6) * 2.0, ["Na", "B", "H", "B", "H"], np.ones(N), wrapped=False,
+                         temperature_K=450.0)
+    assert isinstance(tr, TrajectoryReader)
+    with tr as same:  # a context manager like every reader
+        assert same is tr and tr.n_frames == 6 and tr.n_atoms == N
+        np.testing.assert_array_equal(tr.steps, np.arange(6))
+        np.testing.assert_array_equal(tr.positions(3), pos[3:4])  # an int gives one frame, (1, N, 3)
+        np.testing.assert_array_equal(tr.positions([5, 1, 5], [0, 2]), pos[[5, 1, 5]][:, [0, 2]])
+        np.testing.assert_array_equal(tr.cells(slice(4, None)), cells[4:])
+        assert tr.velocities() is None and tr.wrapped is False and tr.temperature_K == 450.0
+        got = tr.positions(slice(0, 2))
+        got[:] = 0.0  # a copy: the reader's arrays are untouched
+        assert np.any(tr.positions(slice(0, 2)) != 0.0)
+    one_cell = ArrayTrajectory(pos, np.eye(3) * 7, np.arange(6.0), ["Na"] * N, np.ones(N))
+    np.testing.assert_array_equal(one_cell.cells(), np.broadcast_to(np.eye(3) * 7, (6, 3, 3)))
+
+
+@pytest.mark.parametrize("bad", ["times", "masses", "symbols", "cells"])
+def test_array_trajectory_refuses_arrays_that_do_not_fit(bad):
+    from superion.trajectory import ArrayTrajectory
+
+    pos, cells, _ = _frames(4)
+    args = dict(positions_A=pos, cells_A=cells, times_fs=np.arange(4.0), symbols=["Na"] * N, masses=np.ones(N))
+    args[{"times": "times_fs", "masses": "masses", "symbols": "symbols", "cells": "cells_A"}[bad]] = {
+        "times": np.arange(3.0), "masses": np.ones(N + 1), "symbols": ["Na"] * (N - 1), "cells": cells[:3]}[bad]
+    with pytest.raises(SuperionError, match="do not fit"):
+        ArrayTrajectory(**args)
+
+
+# ----------------------------------------------------------------------------- extxyz export
+def test_export_extxyz_reads_back_as_the_same_trajectory(tmp_path):
+    from superion.trajectory import export_extxyz
+
+    run = tmp_path / "run"
+    run.mkdir()
+    pos, cells, vel = _write(run / "trajectory.h5", 7)
+    res = export_extxyz(run, tmp_path / "t.extxyz", every=2, chunk=3)
+    assert res.n_frames == 4 and res.complete is False and res.path == tmp_path / "t.extxyz"
+    with open_trajectory(tmp_path / "t.extxyz") as back:
+        assert back.wrapped is False and back.n_frames == 4 and back.temperature_K == 500.0
+        np.testing.assert_allclose(back.positions(), pos[::2], atol=1e-7)
+        np.testing.assert_allclose(back.cells(), cells[::2], atol=1e-7)
+        np.testing.assert_allclose(back.times_fs, 1000.0 + 20.0 * np.arange(4))
+        np.testing.assert_array_equal(back.steps, 100 + 20 * np.arange(4))
+        assert back.labels.types == ["BH", "BH"] and back.frame_interval_fs == 20.0
+    (run / "complete.json").write_text("{}")
+    assert export_extxyz(run, tmp_path / "all.extxyz").complete is True
+    with pytest.raises(SuperionError, match="positive integer"):
+        export_extxyz(run, tmp_path / "x.extxyz", every=0)
+    with pytest.raises(SuperionError, match="not a 'superion md' run directory"):
+        export_extxyz(tmp_path, tmp_path / "x.extxyz")
+    assert not (tmp_path / "x.extxyz").exists()

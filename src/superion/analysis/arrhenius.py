@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from superion.analysis.diffusion import nernst_einstein_mS_cm
@@ -174,4 +177,29 @@ def arrhenius_from_results(
         warnings.append("results carry no number density (n_ions, volume_A3): conductivity not extrapolated")
     out["points"] = table
     out["warnings"] = warnings
+    return out
+
+
+def write_arrhenius(result_files: list[str | os.PathLike], json_path: str | os.PathLike, target_K: float = 300.0,
+                    allow_no_fit: bool = False) -> dict:
+    """``superion analyze arrhenius``: read the ``superion analyze diffusion`` JSON files
+    ``result_files``, fit (:func:`arrhenius_from_results`, sources named as given), write the
+    result to ``json_path``; returns it."""
+    import json
+
+    from superion.atomic import write_json
+
+    results = []
+    for f in result_files:
+        p = Path(f)
+        if not p.is_file():
+            raise SuperionError(f"result file {f} not found; give JSON files from 'superion analyze diffusion'")
+        try:
+            results.append(json.loads(p.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SuperionError(f"{f} is not valid JSON ({exc}); give JSON files from 'superion analyze diffusion'") from None
+        if not isinstance(results[-1], dict):
+            raise SuperionError(f"{f} is not a diffusion result; give JSON files from 'superion analyze diffusion'")
+    out = arrhenius_from_results(results, target_K, sources=[str(f) for f in result_files], allow_no_fit=allow_no_fit)
+    write_json(json_path, out)
     return out

@@ -10,10 +10,13 @@ each lattice vector of the mean cell. The density is in ions per Å³ of the mea
   (ase VaspChargeDensity, which stores ρ·V as VASP does; VESTA divides by V again).
 
 The structure written with it is the first frame, in fractional coordinates of the mean cell.
+:func:`write_density` is the whole ``superion analyze density`` command.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +97,38 @@ def write_volumetric(path, atoms, density: np.ndarray) -> None:
             vcd.atoms = [atoms]
             vcd.chg = [density]
             vcd.write(str(tmp), format="chgcar")
+
+
+@dataclass(frozen=True)
+class DensityResult:
+    """What :func:`write_density` wrote: the density of ``n_ions`` ``species`` ions over
+    ``n_frames`` frames on a grid of ``shape`` points, to ``path``."""
+
+    path: Path
+    species: str
+    n_ions: int
+    n_frames: int
+    shape: tuple[int, int, int]
+
+
+def write_density(trajectory: str | os.PathLike, out: str | os.PathLike, species: str = "Na",
+                  spacing_A: float = DEFAULT_SPACING_A, *, frame_interval_fs: float | None = None) -> DensityResult:
+    """``superion analyze density``: open ``trajectory`` (run directory or file;
+    ``frame_interval_fs`` only matters for files without frame times), bin the ``species``
+    ions on a grid of ~``spacing_A`` Å (:func:`density_grid`) and write it with the first
+    frame to ``out`` (``*.cube`` or ``*CHGCAR*``, :func:`write_volumetric`)."""
+    from superion.trajectory import open_trajectory
+
+    volumetric_format(out)  # fail on a bad name before reading the trajectory
+    with open_trajectory(trajectory, frame_interval_fs) as traj:
+        if traj.n_frames == 0:
+            raise SuperionError(f"{trajectory} holds no frames")
+        idx = np.flatnonzero(np.asarray(traj.symbols) == species)
+        if idx.size == 0:
+            present = ", ".join(sorted(set(traj.symbols)))
+            raise SuperionError(f"species {species!r} not in the trajectory (elements: {present}); check --species")
+        rho, cell = density_grid(traj, idx, spacing_A)
+        atoms = structure_for_file(traj, cell)
+        n_frames = traj.n_frames
+    write_volumetric(out, atoms, rho)
+    return DensityResult(Path(out), species, int(idx.size), int(n_frames), tuple(int(n) for n in rho.shape))

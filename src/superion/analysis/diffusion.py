@@ -24,6 +24,7 @@ Conventions (see ../shared/docs/science.md):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -306,14 +307,15 @@ def analyze_trajectory(
     species: str,
     temperature_K: float | None = None,
     *,
-    frame_interval_fs: float | None = None,
     drift: str = "framework",
     chunk_frames: int | None = None,
     **kwargs,
 ) -> DiffusionResult:
     """Stream a trajectory reader: unwrap, remove framework drift, analyse the ``species`` ions.
 
-    ``frame_interval_fs`` overrides the frame times of the reader (fs between frames).
+    The time between frames is the reader's ``frame_interval_fs`` (an explicit interval is
+    given to :func:`superion.trajectory.open_trajectory`); ``kwargs`` go to
+    :func:`analyze_displacements`.
     """
     from superion.analysis.unwrap import collect_mobile
 
@@ -331,7 +333,7 @@ def analyze_trajectory(
         raise SuperionError("temperature unknown; pass --temperature-K")
     if T <= 0:
         raise SuperionError(f"temperature must be positive, got {T}; pass --temperature-K")
-    dt = frame_interval_from(traj, frame_interval_fs)
+    dt = traj.frame_interval_fs
     mob = collect_mobile(traj, mobile, drift=drift, chunk_frames=chunk_frames)
     result = analyze_displacements(mob.disp_A, dt, T, mob.volumes_A3, species=species, summed_A=mob.summed_A,
                                    max_sq_disp_A2=mob.max_sq_disp_A2, **kwargs)
@@ -343,14 +345,30 @@ def analyze_trajectory(
     return result
 
 
-def frame_interval_from(traj, frame_interval_fs: float | None = None) -> float:
-    """Time between frames (fs): the explicit value, else the reader's evenly spaced times."""
-    if frame_interval_fs is not None:
-        if not frame_interval_fs > 0:
-            raise SuperionError(f"frame interval must be positive, got {frame_interval_fs}; pass --frame-interval-fs")
-        return float(frame_interval_fs)
-    steps = np.diff(np.asarray(traj.times_fs, dtype=float))
-    dt = float(np.median(steps))
-    if not dt > 0 or np.max(np.abs(steps - dt)) > 1e-3 * dt:
-        raise SuperionError("frame times are not evenly spaced and increasing; pass --frame-interval-fs or fix the trajectory")
-    return dt
+
+def write_diffusion(
+    trajectory: str | os.PathLike,
+    json_path: str | os.PathLike,
+    species: str = "Na",
+    temperature_K: float | None = None,
+    *,
+    frame_interval_fs: float | None = None,
+    drift: str = "framework",
+    **kwargs,
+) -> dict:
+    """``superion analyze diffusion``: open ``trajectory`` (run directory or file, with
+    ``frame_interval_fs`` fs between frames if given), analyse the ``species`` ions
+    (:func:`analyze_trajectory`; ``kwargs`` as for :func:`analyze_displacements`), write the
+    summary JSON to ``json_path`` and the MSD curves beside it (.npz). Returns the summary."""
+    from superion import __version__
+    from superion.analysis.outputs import curves_path, write_result
+    from superion.trajectory import open_trajectory
+
+    if temperature_K is not None and not temperature_K > 0:  # before the trajectory is read
+        raise SuperionError(f"--temperature-K {temperature_K}: temperature must be positive")
+    with open_trajectory(trajectory, frame_interval_fs) as traj:
+        res = analyze_trajectory(traj, species, temperature_K, drift=drift, **kwargs)
+    npz = curves_path(json_path)
+    summary = {"source": str(trajectory), **res.summary, "msd_file": npz.name, "superion_version": __version__}
+    write_result(json_path, summary, res.curves)
+    return summary

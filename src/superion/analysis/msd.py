@@ -3,8 +3,8 @@
 For a series x(t), t = 0..T−1, and lag m:
     MSD(m) = 1/(T−m) Σ_{t<T−m} (x(t+m) − x(t))² = S1(m) − 2 S2(m),
 S1 from a running sum (Numba kernel :func:`superion.analysis.kernels.msd_s1`), S2(m) = 1/(T−m) Σ x(t)x(t+m)
-from the FFT autocorrelation (zero-padded to a fast length ≥ 2T). Each series is centred first
-(MSD is translation invariant) to keep the S1 − 2 S2 cancellation small.
+is the FFT autocorrelation (:func:`superion.analysis.correlation.autocorrelation`). Each series is
+centred first (MSD is translation invariant) to keep the S1 − 2 S2 cancellation small.
 
 :func:`ion_msd` (the diffusion analysis) transforms every ion's x, y, z series once and works
 on power spectra from there: summed over ions per direction for the MSD curve (three inverse
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from superion.analysis.correlation import autocorrelation, fft_length
 from superion.analysis.kernels import as_c64, msd_s1
 
 DEFAULT_MAX_BYTES = 128_000_000
@@ -26,20 +27,12 @@ DEFAULT_MAX_BYTES = 128_000_000
 
 def msd_fft(x: np.ndarray) -> np.ndarray:
     """MSD at every lag of each series: x (s, T) → (s, T) in units of x²."""
-    from scipy.fft import irfft, next_fast_len, rfft
-
     x = np.asarray(x, dtype=np.float64)
-    s, T = x.shape
     x = as_c64(x - x.mean(axis=1, keepdims=True))
-    n_fft = next_fast_len(2 * T, real=True)
-    f = rfft(x, n=n_fft, axis=1)
-    f = f.real**2 + f.imag**2
-    s2 = irfft(f, n=n_fft, axis=1)[:, :T]
-    del f
-    norm = (T - np.arange(T)).astype(np.float64)
+    s2 = autocorrelation(x)
     s1 = np.empty_like(x)
     msd_s1(as_c64(x * x), s1)
-    out = s1 - 2.0 * s2 / norm
+    out = s1 - 2.0 * s2
     np.maximum(out, 0.0, out=out)  # FFT round-off can give −1e-12 at lag 0
     return out
 
@@ -131,12 +124,12 @@ def ion_msd(
     two dot products, ``x² · h`` for S1 and ``|X|² · ĝ`` for S2 (:func:`spectral_weights`), so no
     per-ion MSD curve is ever built. Work O(n T log T), memory O(T) beyond ``disp``.
     """
-    from scipy.fft import irfft, next_fast_len, rfft
+    from scipy.fft import irfft, rfft
 
     from superion.analysis.kernels import centre_square, power_accumulate
 
     n, _, T = disp.shape
-    n_fft = next_fast_len(2 * T, real=True)
+    n_fft = fft_length(T)
     K = n_fft // 2 + 1
     lag = np.arange(T)
     norm = (T - lag).astype(np.float64)

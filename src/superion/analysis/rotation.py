@@ -1,7 +1,7 @@
 """Rotation of polyanion clusters: the study's rotation speed and orientational correlations.
 
 Clusters are unwrapped as wholes: every atom is unwrapped frame to frame (NPT-safe, see
-:mod:`superion.unwrap`) after each cluster is made whole at the first frame, so a cluster is
+:mod:`superion.analysis.unwrap`) after each cluster is made whole at the first frame, so a cluster is
 never split by the periodic boundary. Centre = cluster centre of mass (masses as simulated;
 mass scaling multiplies all atoms of a cluster by the same factor, so the centre is unchanged).
 
@@ -23,6 +23,8 @@ mass scaling multiplies all atoms of a cluster by the same factor, so the centre
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from superion.errors import SuperionError
@@ -41,23 +43,14 @@ def vertex_element(symbols: list[str]) -> str | None:
     return None
 
 
-def autocorr_fft(x: np.ndarray) -> np.ndarray:
-    """All-origin autocorrelation c(m) = 1/(T−m) Σ_t x(t) x(t+m) of each series: (s, T) → (s, T)."""
-    from scipy.fft import irfft, next_fast_len, rfft
-
-    s, T = x.shape
-    n_fft = next_fast_len(2 * T, real=True)
-    f = rfft(np.asarray(x, dtype=np.float64), n=n_fft, axis=1)
-    c = irfft(f.real**2 + f.imag**2, n=n_fft, axis=1)[:, :T]
-    return c / (T - np.arange(T))
-
-
 def orientational_correlation(u: np.ndarray, max_bytes: float = 64e6) -> tuple[np.ndarray, np.ndarray]:
     """C1(t), C2(t) (each (T,)) averaged over unit-vector series u (s, 3, T).
 
     Vectors are processed in batches whose FFT transients (~250 bytes × T per vector) stay
-    below ``max_bytes``.
+    below ``max_bytes``; the correlations are :func:`superion.analysis.correlation.autocorrelation`.
     """
+    from superion.analysis.correlation import autocorrelation
+
     s, _, T = u.shape
     batch = max(1, int(max_bytes // (250 * T)))
     c1 = np.zeros(T)
@@ -68,9 +61,9 @@ def orientational_correlation(u: np.ndarray, max_bytes: float = 64e6) -> tuple[n
     for a in range(0, s, batch):
         ub = u[a : a + batch]
         nb = ub.shape[0]
-        c1 += autocorr_fft(ub.reshape(nb * 3, T)).reshape(nb, 3, T).sum(axis=1).sum(axis=0)
+        c1 += autocorrelation(ub.reshape(nb * 3, T)).reshape(nb, 3, T).sum(axis=1).sum(axis=0)
         p = np.stack([ub[:, k] * ub[:, l] for k, l in pairs], axis=1)  # (nb, 6, T)
-        cc = autocorr_fft(p.reshape(nb * 6, T)).reshape(nb, 6, T)
+        cc = autocorrelation(p.reshape(nb * 6, T)).reshape(nb, 6, T)
         cos2 += np.tensordot(weights, cc, axes=([0], [1])).sum(axis=0)
     return c1 / s, 1.5 * cos2 / s - 0.5
 
@@ -254,20 +247,19 @@ def rotation_of_type(
 
 def analyze_rotation(
     traj,
-    frame_interval_fs: float | None = None,
     *,
     labels=None,
     lag_ps: float = DEFAULT_ROTATION_LAG_PS,
     max_bytes: float = DEFAULT_MAX_BYTES,
 ) -> tuple[dict, dict]:
-    """Rotation analysis per cluster type: ({type: summary}, {f"{type}_{curve}": array})."""
+    """Rotation analysis per cluster type: ({type: summary}, {f"{type}_{curve}": array}).
+
+    The time between frames is the reader's ``frame_interval_fs``."""
     if traj.n_frames == 0:
         raise SuperionError("trajectory has no frames; check the file or the run directory")
     if traj.n_frames < 3:
         raise SuperionError(f"trajectory has {traj.n_frames} frame(s); rotation analysis needs at least 3 frames")
-    from superion.analysis.diffusion import frame_interval_from
-
-    dt = frame_interval_from(traj, frame_interval_fs)
+    dt = traj.frame_interval_fs
     labels = labels if labels is not None else labels_of(traj)
     if labels is None or labels.n_clusters == 0:
         raise SuperionError("no molecular clusters (BH4, B12H12, PS4, ...) found in the trajectory; nothing rotates")
@@ -279,3 +271,30 @@ def analyze_rotation(
         for k, v in cur.items():
             curves[f"{ctype}_{k}"] = v
     return results, curves
+
+
+def write_rotation(
+    trajectory: str | os.PathLike,
+    json_path: str | os.PathLike,
+    *,
+    frame_interval_fs: float | None = None,
+    lag_ps: float = DEFAULT_ROTATION_LAG_PS,
+) -> dict:
+    """``superion analyze rotation``: open ``trajectory`` (run directory or file, with
+    ``frame_interval_fs`` fs between frames if given), analyse every cluster type
+    (:func:`analyze_rotation`), write ``{type: summary}`` (each with source, curves file and
+    version) to ``json_path`` and the curves beside it (.npz). Returns what was written."""
+    from superion import __version__
+    from superion.analysis.outputs import curves_path, write_result
+    from superion.trajectory import open_trajectory
+
+    if not lag_ps > 0:  # before the trajectory is read
+        raise SuperionError(f"--rotation-lag-ps {lag_ps}: give a positive lag in ps")
+    with open_trajectory(trajectory, frame_interval_fs) as traj:
+        results, curves = analyze_rotation(traj, lag_ps=lag_ps)
+    npz = curves_path(json_path)
+    # keyed by cluster type only (scripts iterate over it); provenance goes into each entry
+    for r in results.values():
+        r.update(source=str(trajectory), curves_file=npz.name, superion_version=__version__)
+    write_result(json_path, results, curves)
+    return results

@@ -7,10 +7,10 @@ the one-frame step). This is exact for a changing cell as long as no atom moves 
 between frames, and accumulates no rounding error (each unwrapped position is the stored one
 plus whole cells).
 
-Trajectories are read in chunks of frames through a reader with the
-:func:`superion.trajectory.open_trajectory` interface (``n_frames``, ``masses``, ``wrapped``,
-``cells(frames)``, ``positions(frames, atoms)``, optionally ``iter_positions_stored``);
-:class:`ArrayTrajectory` wraps in-memory arrays in the same interface (tests, small files).
+Trajectories are read in chunks of frames through a :class:`superion.trajectory.TrajectoryReader`
+(``n_frames``, ``masses``, ``wrapped``, ``cells(frames)``, ``positions(frames, atoms)``,
+optionally ``iter_positions_stored``); in-memory arrays go through
+:class:`superion.trajectory.ArrayTrajectory`.
 Only the mobile ions (time last, ``(n_ions, 3, F)`` in the stored precision) and the
 framework centre of mass are kept, so 1024 atoms × 100 000 frames needs ~0.12 GB for 96
 mobile ions stored as float32.
@@ -18,7 +18,7 @@ mobile ions stored as float32.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -28,49 +28,6 @@ from superion.analysis.kernels import as_c64, collect_chunk, unwrap_chunk
 
 DEFAULT_CHUNK_FRAMES = 2000
 READ_CHUNK_BYTES = 4 << 20  # positions per chunk in collect_mobile (float32 frames)
-
-
-@dataclass
-class ArrayTrajectory:
-    """In-memory trajectory with the reader interface of :mod:`superion.trajectory`.
-
-    positions: (F, N, 3) Å; cells: (F, 3, 3) Å (rows = lattice vectors) or (3, 3);
-    times_fs: (F,) fs; masses: (N,) amu; wrapped: whether positions may jump across the cell.
-    """
-
-    positions_A: np.ndarray
-    cells_A: np.ndarray
-    times_fs: np.ndarray
-    symbols: list[str]
-    masses: np.ndarray
-    wrapped: bool = True
-    temperature_K: float | None = None
-    labels: object = None
-    metadata: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.positions_A = np.asarray(self.positions_A, dtype=np.float64)
-        cells = np.asarray(self.cells_A, dtype=np.float64)
-        if cells.ndim == 2:
-            cells = np.broadcast_to(cells, (self.positions_A.shape[0], 3, 3))
-        self.cells_A = cells
-        self.times_fs = np.asarray(self.times_fs, dtype=np.float64)
-        self.masses = np.asarray(self.masses, dtype=np.float64)
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.positions_A.shape[0])
-
-    @property
-    def n_atoms(self) -> int:
-        return int(self.positions_A.shape[1]) if self.positions_A.ndim == 3 else 0
-
-    def cells(self, frames=slice(None)) -> np.ndarray:
-        return np.array(self.cells_A[frames])
-
-    def positions(self, frames=slice(None), atoms=None) -> np.ndarray:
-        p = self.positions_A[frames]
-        return np.array(p if atoms is None else p[:, atoms])
 
 
 def inverse_cells(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

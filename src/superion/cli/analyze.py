@@ -1,16 +1,14 @@
 """``superion analyze``: diffusion, arrhenius, rotation, density.
 
-Every command reads a run directory or a trajectory file through
-:func:`superion.trajectory.open_trajectory`, writes its JSON (and the curves as ``.npz`` beside
-it) atomically, and prints one summary line. Heavy imports happen inside the commands.
+Each command is argparse → one library call (``write_diffusion``, ``write_arrhenius``,
+``write_rotation``, ``write_density`` in :mod:`superion.analysis`; they open the trajectory with
+:func:`superion.trajectory.open_trajectory` and write their files atomically) → a printed
+summary. Heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from superion.errors import SuperionError
 
 
 def register(subparsers) -> None:
@@ -94,54 +92,19 @@ def _help(parser) -> int:
 
 def _frame_interval(p) -> None:
     p.add_argument("--frame-interval-fs", type=float, default=None,
-                   help="time between frames (fs); needed for files without per-frame times, overrides them otherwise")
-
-
-def _open(path: str, frame_interval_fs: float | None):
-    """The one place a trajectory is opened (run dir, .h5, .traj, .extxyz)."""
-    from superion.trajectory import open_trajectory
-
-    if frame_interval_fs is not None and not frame_interval_fs > 0:
-        raise SuperionError(f"--frame-interval-fs {frame_interval_fs}: give a positive time in fs")
-    return open_trajectory(path, frame_interval_fs)
-
-
-def _npz_beside(json_path: str) -> Path:
-    return Path(json_path).with_suffix(".npz")
-
-
-def _write_npz(path: Path, arrays: dict) -> None:
-    import numpy as np
-
-    from superion.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+                   help="time between frames (fs); needed for files without per-frame times, overrides the times "
+                        "of other ASE files, must agree with the exact times of run directories and .h5")
 
 
 def cmd_diffusion(args: argparse.Namespace) -> int:
-    from superion import __version__
-    from superion.atomic import write_json
-    from superion.analysis.diffusion import analyze_trajectory
+    from superion.analysis.diffusion import write_diffusion
 
-    if args.temperature_K is not None and not args.temperature_K > 0:
-        raise SuperionError(f"--temperature-K {args.temperature_K}: temperature must be positive")
-    traj = _open(args.trajectory, args.frame_interval_fs)
-    try:
-        res = analyze_trajectory(
-            traj, args.species, args.temperature_K,
-            frame_interval_fs=args.frame_interval_fs, drift=args.drift, charge=args.charge,
-            fit_start_ps=args.fit_start_ps, fit_end_ps=args.fit_end_ps,
-            active_threshold_A2=args.active_threshold_A2, active_normalization=args.active_normalization,
-        )
-    finally:
-        getattr(traj, "close", lambda: None)()
-    npz = _npz_beside(args.json)
-    summary = {"source": str(args.trajectory), **res.summary, "msd_file": npz.name, "superion_version": __version__}
-    _write_npz(npz, res.curves)
-    write_json(args.json, summary)
-    s = summary
+    s = write_diffusion(
+        args.trajectory, args.json, args.species, args.temperature_K,
+        frame_interval_fs=args.frame_interval_fs, drift=args.drift, charge=args.charge,
+        fit_start_ps=args.fit_start_ps, fit_end_ps=args.fit_end_ps,
+        active_threshold_A2=args.active_threshold_A2, active_normalization=args.active_normalization,
+    )
     err = s["diffusivity_stderr_cm2_s"]
     print(
         f"superion analyze diffusion: {s['species']} at {s['temperature_K']:g} K: D = {s['diffusivity_cm2_s']:.3e}"
@@ -155,24 +118,9 @@ def cmd_diffusion(args: argparse.Namespace) -> int:
 
 
 def cmd_arrhenius(args: argparse.Namespace) -> int:
-    import json
+    from superion.analysis.arrhenius import write_arrhenius
 
-    from superion.analysis.arrhenius import arrhenius_from_results
-    from superion.atomic import write_json
-
-    results = []
-    for f in args.results:
-        p = Path(f)
-        if not p.is_file():
-            raise SuperionError(f"result file {f} not found; give JSON files from 'superion analyze diffusion'")
-        try:
-            results.append(json.loads(p.read_text()))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SuperionError(f"{f} is not valid JSON ({exc}); give JSON files from 'superion analyze diffusion'") from None
-        if not isinstance(results[-1], dict):
-            raise SuperionError(f"{f} is not a diffusion result; give JSON files from 'superion analyze diffusion'")
-    out = arrhenius_from_results(results, args.temperature_K, sources=list(args.results), allow_no_fit=args.allow_no_fit)
-    write_json(args.json, out)
+    out = write_arrhenius(args.results, args.json, args.temperature_K, allow_no_fit=args.allow_no_fit)
     tag = f"{args.temperature_K:g}K"
     if not out["fitted"]:
         print(f"superion analyze arrhenius: no fit ({out['warnings'][-1]})")
@@ -190,23 +138,9 @@ def cmd_arrhenius(args: argparse.Namespace) -> int:
 
 
 def cmd_rotation(args: argparse.Namespace) -> int:
-    from superion import __version__
-    from superion.atomic import write_json
-    from superion.analysis.rotation import analyze_rotation
+    from superion.analysis.rotation import write_rotation
 
-    if not args.rotation_lag_ps > 0:
-        raise SuperionError(f"--rotation-lag-ps {args.rotation_lag_ps}: give a positive lag in ps")
-    traj = _open(args.trajectory, args.frame_interval_fs)
-    try:
-        results, curves = analyze_rotation(traj, args.frame_interval_fs, lag_ps=args.rotation_lag_ps)
-    finally:
-        getattr(traj, "close", lambda: None)()
-    npz = _npz_beside(args.json)
-    _write_npz(npz, curves)
-    # keyed by cluster type only (scripts iterate over it); provenance goes into each entry
-    for r in results.values():
-        r.update(source=str(args.trajectory), curves_file=npz.name, superion_version=__version__)
-    write_json(args.json, results)
+    results = write_rotation(args.trajectory, args.json, frame_interval_fs=args.frame_interval_fs, lag_ps=args.rotation_lag_ps)
     for ctype, r in results.items():
         c1 = r["c1_tau_ps"]
         c1s = f"{c1:.3g} ps" if c1 is not None else f"> {r['c1_tau_lower_bound_ps']:.3g} ps"
@@ -215,23 +149,9 @@ def cmd_rotation(args: argparse.Namespace) -> int:
 
 
 def cmd_density(args: argparse.Namespace) -> int:
-    import numpy as np
+    from superion.analysis.density import write_density
 
-    from superion.analysis.density import density_grid, structure_for_file, volumetric_format, write_volumetric
-
-    volumetric_format(args.out)  # fail on a bad name before reading the trajectory
-    traj = _open(args.trajectory, args.frame_interval_fs)
-    try:
-        if traj.n_frames == 0:
-            raise SuperionError(f"{args.trajectory} holds no frames")
-        idx = np.flatnonzero(np.asarray(traj.symbols) == args.species)
-        if idx.size == 0:
-            present = ", ".join(sorted(set(traj.symbols)))
-            raise SuperionError(f"species {args.species!r} not in the trajectory (elements: {present}); check --species")
-        rho, cell = density_grid(traj, idx, args.grid_spacing_A)
-        atoms = structure_for_file(traj, cell)
-    finally:
-        getattr(traj, "close", lambda: None)()
-    write_volumetric(args.out, atoms, rho)
-    print(f"superion analyze density: {idx.size} {args.species} over {traj.n_frames} frames on a {'x'.join(map(str, rho.shape))} grid -> {args.out}")
+    res = write_density(args.trajectory, args.out, args.species, args.grid_spacing_A, frame_interval_fs=args.frame_interval_fs)
+    print(f"superion analyze density: {res.n_ions} {res.species} over {res.n_frames} frames on a "
+          f"{'x'.join(map(str, res.shape))} grid -> {args.out}")
     return 0

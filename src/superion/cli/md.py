@@ -85,50 +85,12 @@ def cmd_md(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    export_extxyz(args.run_dir, args.out, every=args.every)
+    import sys
+
+    from superion.trajectory.export import export_extxyz
+
+    res = export_extxyz(args.run_dir, args.out, every=args.every)
+    if not res.complete:  # still useful (frames before a guard stopped the run), but say so
+        print(f"superion export: note: {args.run_dir} is not complete; exported the frames written so far", file=sys.stderr)
+    print(f"superion export: wrote {res.n_frames} frames to {args.out}")
     return 0
-
-
-def export_extxyz(run_dir, out, every: int = 1, chunk: int = 256) -> int:
-    """Write frames of ``run_dir`` to extended XYZ (atomic); returns the number of frames."""
-    from pathlib import Path
-
-    import numpy as np
-    from ase import Atoms, units
-    from ase.io import write
-
-    from superion.atomic import atomic_path
-    from superion.layout import COMPLETE_NAME, TRAJECTORY_NAME
-    from superion.trajectory import open_trajectory
-
-    if every <= 0:
-        raise SuperionError(f"--every {every}: give a positive integer")
-    run = Path(run_dir)
-    if not (run / TRAJECTORY_NAME).is_file():
-        raise SuperionError(f"{run} is not a 'superion md' run directory (no {TRAJECTORY_NAME})")
-    if not (run / COMPLETE_NAME).exists():
-        # Still useful (e.g. to look at the frames before a guard stopped the run), but say so.
-        import sys
-
-        print(f"superion export: note: {run} is not complete; exporting the frames written so far", file=sys.stderr)
-    n_written = 0
-    with open_trajectory(run) as tr, atomic_path(out, suffix=".extxyz") as tmp, open(tmp, "w") as fh:
-        idx = np.arange(0, tr.n_frames, every)
-        labels = tr.labels
-        for c0 in range(0, len(idx), chunk):
-            sel = idx[c0 : c0 + chunk]
-            pos, cells = tr.positions(sel), tr.cells(sel)
-            vel = tr.velocities(sel)
-            for k, i in enumerate(sel):
-                a = Atoms(symbols=tr.symbols, positions=pos[k], cell=cells[k], pbc=True, masses=tr.masses)
-                if vel is not None:
-                    a.set_velocities(vel[k] / units.fs)  # A/fs -> ASE velocity units
-                a.info.update(time_fs=float(tr.times_fs[i]), step=int(tr.steps[i]), wrapped=False)
-                if tr.temperature_K is not None:
-                    a.info["temperature_K"] = tr.temperature_K
-                if labels is not None:
-                    labels.attach(a)
-                write(fh, a, format="extxyz")
-                n_written += 1
-    print(f"superion export: wrote {n_written} frames to {out}")
-    return n_written

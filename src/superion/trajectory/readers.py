@@ -1,7 +1,12 @@
 """Trajectory readers: one interface over every format analysis reads, and ``open_trajectory``.
 
 Formats: superion run directories and ``.h5`` (:mod:`superion.trajectory.h5md`), any
-ASE-readable trajectory (``.traj`` lazily, ``.extxyz`` and others loaded once).
+ASE-readable trajectory (``.traj`` lazily, ``.extxyz`` and others loaded once), and in-memory
+arrays (:class:`ArrayTrajectory`: tests, trajectories built in Python).
+
+The frame interval is decided here and nowhere else: :func:`open_trajectory` applies an
+explicit ``frame_interval_fs`` (ASE files: it sets the times; superion .h5: it must agree with
+the stored times), and every reader answers ``frame_interval_fs`` for the analyses.
 """
 
 from __future__ import annotations
@@ -21,18 +26,22 @@ from superion.structures.clusters import ClusterLabels, labels_for
 class TrajectoryReader:
     """Common reader interface (see docs/architecture.md, "Trajectory reader").
 
-    Attributes: symbols, n_atoms, n_frames, masses (N,) amu, times_fs (F,), temperature_K,
-    wrapped, labels, metadata. ``frames`` may be a slice, an int or an index array;
-    ``atoms`` None (all), a slice or an index array.
+    Attributes: symbols, n_atoms, n_frames, masses (N,) amu, times_fs (F,), steps (F,),
+    frame_interval_fs, temperature_K, wrapped, labels, metadata. ``frames`` may be a slice, an
+    int or an index array (an int gives one frame, shape (1, ...)); ``atoms`` None (all), a
+    slice or an index array. Readers are context managers (``with open_trajectory(p) as tr``).
     """
 
     symbols: list[str]
     masses: np.ndarray
     times_fs: np.ndarray
+    steps: np.ndarray
     temperature_K: float | None
     wrapped: bool
     labels: ClusterLabels | None
     metadata: dict
+    # the interval given to open_trajectory (it agrees with times_fs); None: from times_fs
+    _frame_interval_fs: float | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -41,6 +50,15 @@ class TrajectoryReader:
     @property
     def n_frames(self) -> int:
         return int(len(self.times_fs))
+
+    @property
+    def frame_interval_fs(self) -> float:
+        """Time between frames (fs): the interval given to :func:`open_trajectory`, else the
+        spacing of ``times_fs``; SuperionError when the times are not evenly spaced and
+        increasing (or there are fewer than two frames)."""
+        if self._frame_interval_fs is not None:
+            return self._frame_interval_fs
+        return evenly_spaced_interval(self.times_fs)
 
     def cells(self, frames=slice(None)) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -60,6 +78,17 @@ class TrajectoryReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def evenly_spaced_interval(times_fs: np.ndarray) -> float:
+    """Spacing (fs) of evenly spaced, increasing frame times (median step, 0.1 % tolerance)."""
+    steps = np.diff(np.asarray(times_fs, dtype=float))
+    if steps.size == 0:
+        raise SuperionError("a frame interval needs at least 2 frames; check the trajectory")
+    dt = float(np.median(steps))
+    if not dt > 0 or np.max(np.abs(steps - dt)) > 1e-3 * dt:
+        raise SuperionError("frame times are not evenly spaced and increasing; pass --frame-interval-fs or fix the trajectory")
+    return dt
 
 
 def _frame_index(frames, n: int) -> tuple[Any, np.ndarray | None]:
@@ -90,12 +119,57 @@ def _read_frames(ds, frames, n: int) -> np.ndarray:
     return data[inverse]
 
 
+class ArrayTrajectory(TrajectoryReader):
+    """A trajectory held in memory, with the reader interface (tests, trajectories built in Python).
+
+    positions_A: (F, N, 3) Å; cells_A: (F, 3, 3) Å (rows = lattice vectors) or one (3, 3) cell
+    for every frame; times_fs: (F,) fs; symbols: N element symbols; masses: (N,) amu;
+    wrapped: whether positions may jump across the cell; steps: (F,) MD steps (default
+    0..F−1). Positions and cells are returned as float64 copies.
+    """
+
+    def __init__(self, positions_A, cells_A, times_fs, symbols, masses, wrapped: bool = True,
+                 temperature_K: float | None = None, labels: ClusterLabels | None = None,
+                 metadata: dict | None = None, steps=None) -> None:
+        pos = np.asarray(positions_A, dtype=np.float64)
+        n_atoms = len(symbols)
+        if pos.size == 0 and pos.ndim != 3:  # no frames at all
+            pos = pos.reshape(0, n_atoms, 3)
+        cells = np.asarray(cells_A, dtype=np.float64)
+        if cells.ndim == 2:
+            cells = np.broadcast_to(cells, (pos.shape[0], 3, 3))
+        self.positions_A = pos
+        self.cells_A = cells
+        self.times_fs = np.asarray(times_fs, dtype=np.float64)
+        self.symbols = list(symbols)
+        self.masses = np.asarray(masses, dtype=np.float64)
+        F = pos.shape[0]
+        if (pos.ndim != 3 or pos.shape[1:] != (n_atoms, 3) or cells.shape != (F, 3, 3)
+                or self.times_fs.shape != (F,) or self.masses.shape != (n_atoms,)):
+            raise SuperionError(
+                f"ArrayTrajectory: positions {pos.shape}, cells {cells.shape}, times {self.times_fs.shape}, "
+                f"masses {self.masses.shape} do not fit {n_atoms} symbols; give (F, N, 3), (F, 3, 3) or (3, 3), (F,), (N,)"
+            )
+        self.steps = np.arange(F, dtype=np.int64) if steps is None else np.asarray(steps, dtype=np.int64)
+        self.wrapped = bool(wrapped)
+        self.temperature_K = temperature_K
+        self.labels = labels
+        self.metadata = {} if metadata is None else metadata
+
+    def cells(self, frames=slice(None)) -> np.ndarray:
+        return np.array(_read_frames(self.cells_A, frames, self.n_frames))
+
+    def positions(self, frames=slice(None), atoms=None) -> np.ndarray:
+        p = _read_frames(self.positions_A, frames, self.n_frames)
+        return np.array(p if atoms is None else p[:, atoms])
+
+
 
 class AseTrajectoryReader(TrajectoryReader):
     """Reader of ASE-readable files (.traj lazily; .extxyz and others loaded once).
 
-    Times: ``frame_interval_fs`` if given, else ``atoms.info["time_fs"]`` (or ``"time"``, taken
-    as fs), else an error. Positions are assumed wrapped unless ``wrapped=False`` is passed or
+    Times: ``frame_interval_fs`` if given (frame i at i × interval; the interval wins over
+    stored times), else ``atoms.info["time_fs"]`` (or ``"time"``, taken as fs), else an error. Positions are assumed wrapped unless ``wrapped=False`` is passed or
     the frames say ``info["wrapped"] = False`` (as ``superion export`` writes).
     """
 
@@ -137,9 +211,8 @@ class AseTrajectoryReader(TrajectoryReader):
         self.masses = np.asarray(first.get_masses(), dtype=float)
         times = [i.get("time_fs", i.get("time")) for i in infos]
         if frame_interval_fs is not None:  # an explicit interval wins over stored times
-            if not frame_interval_fs > 0:
-                raise SuperionError(f"frame_interval_fs must be > 0, got {frame_interval_fs}")
-            self.times_fs = np.arange(len(infos), dtype=float) * float(frame_interval_fs)
+            self._frame_interval_fs = _positive_interval(frame_interval_fs)
+            self.times_fs = np.arange(len(infos), dtype=float) * self._frame_interval_fs
         elif all(t is not None for t in times):
             self.times_fs = np.asarray(times, dtype=float)
         else:
@@ -185,30 +258,62 @@ class AseTrajectoryReader(TrajectoryReader):
             self._traj.close()
 
 
+def _positive_interval(frame_interval_fs) -> float:
+    if not frame_interval_fs > 0:
+        raise SuperionError(f"--frame-interval-fs {frame_interval_fs}: give a positive time in fs")
+    return float(frame_interval_fs)
+
+
+def _confirm_interval(reader: TrajectoryReader, frame_interval_fs: float) -> None:
+    """Take an explicit interval for a trajectory with exact stored times only if it agrees."""
+    if reader.n_frames >= 2:
+        try:
+            stored = evenly_spaced_interval(reader.times_fs)
+        except SuperionError:
+            raise SuperionError(
+                f"the frame times stored in {reader.path} are not evenly spaced, and --frame-interval-fs does not "
+                "override them there; 'superion export' the frames and analyse the .extxyz with --frame-interval-fs"
+            ) from None
+        if abs(stored - frame_interval_fs) > 1e-3 * stored:
+            raise SuperionError(
+                f"--frame-interval-fs {frame_interval_fs:g} contradicts the {stored:g} fs between the frames stored in "
+                f"{reader.path}; drop the option (superion trajectories store exact times)"
+            )
+    reader._frame_interval_fs = frame_interval_fs
+
+
 def open_trajectory(path: str | os.PathLike, frame_interval_fs: float | None = None,
                     wrapped: bool | None = None) -> TrajectoryReader:
     """Open a run directory, a ``.h5`` trajectory, or any ASE-readable trajectory file.
 
-    ``frame_interval_fs`` sets the frame times of ASE files (overriding stored times; ignored
-    for .h5 and run directories, whose times are exact); ``wrapped``
-    overrides the wrapped/unwrapped guess for ASE files (superion .h5 is always unwrapped).
+    ``frame_interval_fs`` (fs, > 0) is applied here, once, for every format: it sets the frame
+    times of ASE files (overriding stored ones; needed when they have none); for run
+    directories and ``.h5``, whose times are exact, it must agree with them (0.1 %) or a
+    SuperionError says so. The reader's ``frame_interval_fs`` is then that value.
+    ``wrapped`` overrides the wrapped/unwrapped guess for ASE files (superion .h5 is always
+    unwrapped). Use as a context manager: ``with open_trajectory(p) as tr: ...``.
     """
+    if frame_interval_fs is not None:
+        frame_interval_fs = _positive_interval(frame_interval_fs)
     p = Path(path)
     if not p.exists():
         raise SuperionError(f"trajectory {p} not found; give a run directory, a .h5, .traj or .extxyz file")
-    if p.is_dir():
-        h5 = p / TRAJECTORY_NAME
-        if not h5.exists():
-            raise SuperionError(f"{p} has no {TRAJECTORY_NAME}; is it a 'superion md' run directory?")
-        meta = None
-        if (p / METADATA_NAME).exists():
-            meta = json.loads((p / METADATA_NAME).read_text())
+    if p.is_dir() or p.suffix.lower() in (".h5", ".hdf5", ".h5md"):
         from superion.trajectory.h5md import H5TrajectoryReader
 
-        return H5TrajectoryReader(h5, metadata=meta)
-    if p.suffix.lower() in (".h5", ".hdf5", ".h5md"):
-        from superion.trajectory.h5md import H5TrajectoryReader
-
-        return H5TrajectoryReader(p)
+        if p.is_dir():
+            h5 = p / TRAJECTORY_NAME
+            if not h5.exists():
+                raise SuperionError(f"{p} has no {TRAJECTORY_NAME}; is it a 'superion md' run directory?")
+            meta = json.loads((p / METADATA_NAME).read_text()) if (p / METADATA_NAME).exists() else None
+            reader = H5TrajectoryReader(h5, metadata=meta)
+        else:
+            reader = H5TrajectoryReader(p)
+        if frame_interval_fs is not None:
+            try:
+                _confirm_interval(reader, frame_interval_fs)
+            except SuperionError:
+                reader.close()
+                raise
+        return reader
     return AseTrajectoryReader(p, frame_interval_fs=frame_interval_fs, wrapped=wrapped)
-
