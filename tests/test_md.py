@@ -210,14 +210,28 @@ def test_guard_trips_on_20fs_timestep(shared_dir, tmp_path, capsys):
 def test_guard_overlap(cu_file, tmp_path):
     from ase.io import read, write
 
+    # 0.6 A passes the structure reader (it refuses < 0.5 A) but not a guard set to 0.7 A.
     a = read(cu_file)
-    a.positions[1] = a.positions[0] + [0.3, 0, 0]
+    a.positions[1] = a.positions[0] + [0.6, 0, 0]
     write(tmp_path / "bad.extxyz", a)
-    s = MDSettings(temperature_K=300, steps=10, ensemble="nvt", save_every=5)
+    s = MDSettings(temperature_K=300, steps=10, ensemble="nvt", save_every=5, min_distance_A=0.7)
     with pytest.raises(SimulationError, match=r"step 0: atoms 0 \(Cu\) and 1 \(Cu\)"):
         run_md(tmp_path / "bad.extxyz", tmp_path / "ov", s, calculator=emt(), log=quiet)
     assert json.loads((tmp_path / "ov" / "metadata.json").read_text())["status"] == "failed"
     assert not (tmp_path / "ov" / "complete.json").exists()
+
+
+def test_overlapping_input_refused_before_the_run(cu_file, tmp_path):
+    """Atoms closer than the reader's 0.5 A are an input error: nothing is created."""
+    from ase.io import read, write
+
+    a = read(cu_file)
+    a.positions[1] = a.positions[0] + [0.3, 0, 0]
+    write(tmp_path / "bad.extxyz", a)
+    s = MDSettings(temperature_K=300, steps=10, ensemble="nvt", save_every=5)
+    with pytest.raises(SuperionError, match=r"atoms 0 \(Cu\) and 1 \(Cu\) are only 0.300"):
+        run_md(tmp_path / "bad.extxyz", tmp_path / "ov", s, calculator=emt(), log=quiet)
+    assert not (tmp_path / "ov").exists()
 
 
 # ----------------------------------------------------------------------------- export
@@ -282,6 +296,14 @@ def test_bad_inputs(shared_dir, tmp_path, capsys, extra, msg):
     assert code == 2, err
     assert msg in err and len(err.strip().splitlines()) == 1 and err.startswith("superion: error:")
     assert not (tmp_path / "r" / "complete.json").exists()
+
+
+def test_disordered_cif_refused_naming_prepare(repo_dir, tmp_path):
+    """MD reads structures with superion.structures.io.read_atoms: partial occupancies are refused."""
+    s = MDSettings(temperature_K=300, steps=10, ensemble="nvt", save_every=5)
+    with pytest.raises(SuperionError, match="partial occupancies.*'superion prepare'"):
+        run_md(repo_dir / "structures/Li6PS5Cl_F-43m.cif", tmp_path / "r", s, calculator=emt(), log=quiet)
+    assert not (tmp_path / "r").exists()
 
 
 def test_missing_structure(tmp_path, capsys):

@@ -135,35 +135,15 @@ def run_md(
                      wall_s=wall, loop_s=loop.loop_s, loop_cpu_s=loop.loop_cpu_s, loop_steps=loop_steps)
 
 
-def read_structure(path: str | os.PathLike):
-    """Ordered periodic structure from a CIF or (prepared) extended-XYZ file, last frame."""
-    from ase.io import read
-
-    p = Path(path)
-    if not p.is_file():
-        raise SuperionError(f"structure file {p} not found; give a CIF or a prepared .extxyz")
-    try:
-        atoms = read(str(p), index=-1)
-    except Exception as exc:
-        raise SuperionError(f"cannot read structure {p} ({type(exc).__name__}: {exc}); give a CIF or .extxyz") from None
-    occ = atoms.info.get("occupancy")
-    if occ and any(float(v) < 0.999 for site in occ.values() for v in site.values()):
-        raise SuperionError(f"{p} has partially occupied sites; order it first (superion prepare)")
-    if len(atoms) == 0:
-        raise SuperionError(f"{p} contains no atoms")
-    if not atoms.pbc.all() or atoms.cell.volume <= 1e-6:
-        raise SuperionError(f"{p} is not a periodic 3-D crystal (need a cell and pbc in all directions)")
-    atoms.calc = None
-    atoms.set_constraint()
-    return atoms
-
-
 def prepare_atoms(structure_path: Path, settings: MDSettings):
     """(atoms with scaled masses, cluster labels, base masses) — all input checks, no model needed."""
     from superion.md.masses import scaled_masses
     from superion.structures.clusters import labels_for
+    from superion.structures.io import read_atoms
 
-    atoms = read_structure(structure_path)
+    atoms = read_atoms(structure_path)
+    atoms.calc = None  # an extxyz may carry a single-point calculator and constraints: MD uses neither
+    atoms.set_constraint()
     labels = labels_for(atoms)
     base = atoms.get_masses()
     atoms.set_masses(scaled_masses(base, labels, settings.mass_scale))
