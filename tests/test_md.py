@@ -272,6 +272,7 @@ BAD = [
     (["--timestep-fs", "0"], "timestep"),
     (["--save-every", "7"], "multiples"),
     (["--potential", "no-such-model-xyz"], "no-such-model-xyz"),
+    (["--progress-every-s", "-1"], "--progress-every-s"),
 ]
 
 

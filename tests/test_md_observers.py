@@ -1,10 +1,13 @@
-"""MD observers and the step loop, each alone: fake replicas and fake sinks.
+"""MD observers and the step loop, each alone: fake replicas, fake sinks, a fake clock.
 
 No potential is loaded: a replica is a small object with the view ``superion.md.engine``
 documents (positions, momenta, cell, energies, state).
 """
 
 from __future__ import annotations
+
+import math
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +16,8 @@ from superion.errors import SimulationError
 from superion.md import MDSettings, StabilityGuard
 from superion.md.engine import KineticTemperature
 from superion.md.loop import StepLoop
-from superion.md.observers import CheckpointRecorder, FrameRecorder, ThermoRecorder, close_pairs
+from superion.md.observers import (CheckpointRecorder, FrameRecorder, ProgressReporter, ThermoRecorder, close_pairs,
+                                   format_duration)
 from superion.md.storage import read_checkpoint
 
 
@@ -282,3 +286,71 @@ def test_loop_step_error_hooks():
     loop = StepLoop(FakeEngine([], fail_step=2), [Explainer("x", 1, log, fail_at=-1)])
     with pytest.raises(SimulationError, match="step 2: exploded"):
         loop.run(0, 5)
+
+
+# ----------------------------------------------------------------------------- progress
+class FakeClock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def reporter(lines, clock, **kw):
+    args = dict(total_steps=1_000_000, start_step=0, timestep_fs=1.0)
+    args.update({k: kw.pop(k) for k in list(kw) if k in args})
+    return ProgressReporter(args["total_steps"], args["start_step"], args["timestep_fs"], write=lines.append,
+                            tty=False, clock=clock, stamp=lambda: "2026-01-01T00:00:00Z", **kw)
+
+
+def test_progress_lines_on_wall_time_with_speed_and_eta():
+    lines, clock = [], FakeClock()
+    rep = reporter(lines, clock, every_s=300)
+    assert lines == ["superion md: [2026-01-01T00:00:00Z] starting at step 0/1000000 (0 of 1000 ps); "
+                     "progress every 300 s"]
+    # 8 steps per second (exact in binary): 8 fs/s = 0.6912 ns/day; the rest takes 124700 s
+    for step in range(1, 2401):
+        clock.t += 0.125
+        rep(step)
+    assert len(lines) == 2  # exactly 300 s at step 2400
+    m = re.fullmatch(r"superion md: \[.*\] step 2400/1000000 \(0\.2 %\), 2\.4 of 1000 ps, ([\d.]+) ns/day, "
+                     r"ETA (\S+)", lines[1])
+    assert m, lines[1]
+    assert float(m.group(1)) == pytest.approx(0.6912, rel=1e-3)
+    assert m.group(2) == format_duration(997_600 / 8) == "1d10h"
+    for step in range(2401, 4000):
+        clock.t += 0.125
+        rep(step)
+    assert len(lines) == 2  # nothing new before another 300 s
+
+
+def test_progress_start_end_and_resume():
+    lines, clock = [], FakeClock()
+    rep = reporter(lines, clock, total_steps=200, start_step=100, timestep_fs=2.0, every_s=math.inf)
+    assert "starting at step 100/200 (0.2 of 0.4 ps)" in lines[0] and "every" not in lines[0]
+    for step in range(101, 201):
+        clock.t += 0.5
+        rep(step)
+    assert len(lines) == 2
+    # 100 steps in 50 s: 2 steps/s x 2 fs = 4 fs/s = 0.3456 ns/day
+    assert lines[1].endswith("finished step 200/200 (0.4 ps) in 50s, 0.346 ns/day")
+    silent = []
+    rep = reporter(silent, clock, every_s=None)
+    rep(1_000_000)
+    assert silent == []
+
+
+def test_progress_bar_on_a_terminal_writes_no_lines(capsys):
+    lines = []
+    rep = ProgressReporter(50, 10, 1.0, write=lines.append, tty=True, every_s=1e-9)
+    for step in range(11, 51):
+        rep(step)
+    assert rep.bar.n == 50
+    rep.close()
+    assert lines == [] and "md" in capsys.readouterr().err
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (0.4, 59, 61, 3599, 3600 * 4 + 300, 86400 * 3 + 3600 * 4)] == [
+        "0s", "59s", "1m01s", "59m59s", "4h05m", "3d04h"]

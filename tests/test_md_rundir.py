@@ -189,6 +189,17 @@ def test_run_md_resumes_at_the_final_checkpoint(cu_file, tmp_path):
     assert "resuming" in msgs[0] and (run / RUN_FILES["complete"]).exists()
 
 
+def test_run_md_progress_lines_go_to_log(cu_file, tmp_path):
+    """Not a terminal (pytest captures stderr): start and end lines through ``log``."""
+    msgs = []
+    s = MDSettings(temperature_K=300.0, steps=20, ensemble="nvt", save_every=5)
+    run_md(cu_file, tmp_path / "r", s, calculator=emt(), log=msgs.append)
+    assert len(msgs) == 2 and "starting at step 0/20" in msgs[0] and "finished step 20/20 (0.02 ps)" in msgs[1]
+    with pytest.raises(SuperionError, match="--progress-every-s"):
+        run_md(cu_file, tmp_path / "r2", s, calculator=emt(), log=quiet, progress_every_s=0)
+    assert not (tmp_path / "r2").exists()
+
+
 def test_run_md_marks_failed_with_step(cu_file, tmp_path):
     from ase.io import read, write
 

@@ -14,7 +14,7 @@ The order ``superion md`` attaches them, and why:
 2. :class:`ThermoRecorder` – a ``thermo.csv`` row every ``save_every`` steps;
 3. :class:`FrameRecorder` – a trajectory frame every ``save_every`` production steps;
 4. :class:`CheckpointRecorder` – flush 2 and 3, then the checkpoint that points at them;
-5. :class:`ProgressBar` – progress bar on a terminal.
+5. :class:`ProgressReporter` – progress bar (terminal) or progress lines (log files).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -214,27 +215,100 @@ class CheckpointRecorder(Observer):
 
 
 # --------------------------------------------------------------------------- progress
-class ProgressBar(Observer):
-    """A tqdm progress bar on stderr when it is a terminal, with the speed in ps/day."""
+def print_line(line: str) -> None:
+    """Print and flush: a job log (stdout to a file) must show the line now, not at exit."""
+    print(line, flush=True)
+
+
+class ProgressReporter(Observer):
+    """Progress of a run: a tqdm bar on a terminal, else a line every ``every_s`` seconds of wall time.
+
+    Lines (for SLURM/Snakemake logs, where stderr is a file) are written at construction (the
+    start), whenever ``every_s`` seconds have passed since the last line, and at ``total_steps``:
+    step/total, simulated ps, speed in ns/day and the expected time to the end, from the mean
+    speed since the start. ``every_s=math.inf``: start and end only; None: no lines. ``clock`` (seconds, monotonic) and
+    ``stamp`` (UTC time text) are parameters so tests can use a fake clock.
+    """
 
     interval = 1
 
-    def __init__(self, total_steps: int, start_step: int, timestep_fs: float) -> None:
-        from tqdm import tqdm
+    def __init__(self, total_steps: int, start_step: int, timestep_fs: float, *, every_s: float | None = 300.0,
+                 write: Callable[[str], None] = print_line, tty: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic, stamp: Callable[[], str] | None = None) -> None:
+        from superion.provenance import now_utc
 
+        self.total = total_steps
         self.start_step = self.shown = start_step
         self.dt_fs = timestep_fs
-        self.t0 = time.perf_counter()
-        self.bar = tqdm(total=total_steps, initial=start_step, unit="step", desc="md", dynamic_ncols=True,
-                        disable=not sys.stderr.isatty(), smoothing=0.05)
+        self.every_s = every_s
+        self.write = write
+        self.clock = clock
+        self.stamp = stamp or now_utc
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.t0 = self.last = clock()
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_step, unit="step", desc="md", dynamic_ncols=True,
+                            smoothing=0.05)
+        elif every_s is not None:
+            every = f"; progress every {every_s:g} s" if math.isfinite(every_s) else ""
+            self._line(f"starting at step {start_step}/{total_steps} "
+                       f"({self._ps(start_step)} of {self._ps(total_steps)} ps){every}")
 
     def __call__(self, step: int, replica=None) -> None:
-        if self.bar.disable:
+        if self.bar is not None:
+            self.bar.update(step - self.shown)
+            self.shown = step
+            rate = self.steps_per_s(step)
+            if rate:
+                self.bar.set_postfix_str(f"{self._ns_per_day(rate):.3g} ns/day", refresh=False)
             return
-        self.bar.update(step - self.shown)
-        self.shown = step
-        rate = (step - self.start_step) / max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.set_postfix_str(f"{rate * self.dt_fs * 86400 / 1000:.1f} ps/day", refresh=False)
+        if self.every_s is None:
+            return
+        now = self.clock()
+        if step == self.total and step > self.start_step:
+            self._line(f"finished step {step}/{self.total} ({self._ps(step)} ps) in "
+                       f"{format_duration(now - self.t0)}, {self._speed(step)}")
+        elif now - self.last >= self.every_s:
+            self.last = now
+            rate = self.steps_per_s(step)
+            eta = format_duration((self.total - step) / rate) if rate else "unknown"
+            self._line(f"step {step}/{self.total} ({100 * step / self.total:.1f} %), "
+                       f"{self._ps(step)} of {self._ps(self.total)} ps, {self._speed(step)}, ETA {eta}")
+
+    def steps_per_s(self, step: int) -> float | None:
+        """Mean steps per wall second since the reporter started; None before any step."""
+        dt = self.clock() - self.t0
+        done = step - self.start_step
+        return done / dt if done > 0 and dt > 0 else None
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
+
+    def _ns_per_day(self, steps_per_s: float) -> float:
+        return steps_per_s * self.dt_fs * 86400 / 1e6
+
+    def _speed(self, step: int) -> str:
+        rate = self.steps_per_s(step)
+        return f"{self._ns_per_day(rate):.3g} ns/day" if rate else "speed unknown"
+
+    def _ps(self, step: int) -> str:
+        return f"{step * self.dt_fs / 1000:.6g}"
+
+    def _line(self, text: str) -> None:
+        self.write(f"superion md: [{self.stamp()}] {text}")
+
+
+def format_duration(seconds: float) -> str:
+    """Wall time as ``45s``, ``12m30s``, ``4h05m`` or ``3d04h``."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"

@@ -19,8 +19,8 @@ from superion.atomic import file_sha256
 from superion.errors import SimulationError, SuperionError
 from superion.md.engine import AseEngine, initial_momenta, integrator_name
 from superion.md.loop import StepLoop
-from superion.md.observers import (CheckpointRecorder, FrameRecorder, ProgressBar, StabilityGuard,
-                                   ThermoRecorder)
+from superion.md.observers import (CheckpointRecorder, FrameRecorder, ProgressReporter, StabilityGuard,
+                                   ThermoRecorder, print_line)
 from superion.md.rundir import RunDirectory, new_metadata
 from superion.md.settings import MDSettings, settings_hash
 
@@ -50,16 +50,22 @@ def run_md(
     device: str = "auto",
     threads: int | None = None,
     legacy: bool | None = None,
-    log=print,
+    log=print_line,
+    progress_every_s: float | None = 300.0,
 ) -> RunResult:
     """Run (or resume, or skip if complete) one MD simulation into ``out_dir``.
 
     Give either ``potential`` (name or path, see ``superion.potential``) or ``calculator`` (any
-    ASE calculator; for tests and custom models — recorded as ``custom:<class>``).
+    ASE calculator; for tests and custom models — recorded as ``custom:<class>``). Messages go
+    to ``log``; so do progress lines when stderr is not a terminal: at the start, every
+    ``progress_every_s`` seconds of wall time and at the end (``math.inf``: start and end only,
+    None: none). A terminal gets a progress bar instead.
     Raises SuperionError for bad input and SimulationError when the stability guard trips.
     """
     t_wall = time.perf_counter()
     settings.validate()
+    if progress_every_s is not None and not progress_every_s > 0:  # NaN fails too
+        raise SuperionError(f"progress interval {progress_every_s} s; give --progress-every-s > 0 (0: start and end only)")
     structure = Path(structure)
     if (potential is None) == (calculator is None):
         raise SuperionError("give exactly one of a potential name (--potential) or a calculator")
@@ -102,7 +108,7 @@ def run_md(
     run.begin(meta)
 
     total, M, dt_fs = settings.total_steps, settings.equilibration_steps, settings.timestep_fs
-    progress = ProgressBar(total, start_step, dt_fs)
+    progress = ProgressReporter(total, start_step, dt_fs, every_s=progress_every_s, write=log)
     loop = StepLoop(engine, [
         StabilityGuard(settings, engine.masses),
         ThermoRecorder(thermo, interval=settings.save_every, timestep_fs=dt_fs, production_start=M,
