@@ -20,16 +20,6 @@ NABH4 = "structures/approximants/NaBH4_P-421c-approx.cif"
 MODEL = "M3GNet-r2SCAN-NaBH"
 
 
-@pytest.fixture(scope="module")
-def cu_file(tmp_path_factory):
-    from ase.build import bulk
-    from ase.io import write
-
-    path = tmp_path_factory.mktemp("cu") / "cu.extxyz"
-    write(path, bulk("Cu", cubic=True) * (2, 2, 2))
-    return path
-
-
 def emt():
     from ase.calculators.emt import EMT
 
@@ -217,7 +207,9 @@ def test_guard_overlap(cu_file, tmp_path):
     s = MDSettings(temperature_K=300, steps=10, ensemble="nvt", save_every=5, min_distance_A=0.7)
     with pytest.raises(SimulationError, match=r"step 0: atoms 0 \(Cu\) and 1 \(Cu\)"):
         run_md(tmp_path / "bad.extxyz", tmp_path / "ov", s, calculator=emt(), log=quiet)
-    assert json.loads((tmp_path / "ov" / "metadata.json").read_text())["status"] == "failed"
+    meta = json.loads((tmp_path / "ov" / "metadata.json").read_text())
+    assert meta["status"] == "failed"
+    assert meta["failed_step"] == 0 and meta["message"].startswith("step 0:")
     assert not (tmp_path / "ov" / "complete.json").exists()
 
 

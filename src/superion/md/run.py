@@ -107,18 +107,9 @@ def run_md(
         writer, thermo = run.create_storage(meta, atoms, labels, settings)
     run.begin(meta)
 
-    total, M, dt_fs = settings.total_steps, settings.equilibration_steps, settings.timestep_fs
-    progress = ProgressReporter(total, start_step, dt_fs, every_s=progress_every_s, write=log)
-    loop = StepLoop(engine, [
-        StabilityGuard(settings, engine.masses),
-        ThermoRecorder(thermo, interval=settings.save_every, timestep_fs=dt_fs, production_start=M,
-                       masses_amu=engine.masses),
-        FrameRecorder(writer, interval=settings.save_every, timestep_fs=dt_fs, production_start=M,
-                      masses_amu=engine.masses, save_velocities=settings.save_velocities),
-        CheckpointRecorder(run.checkpoint_path, writer, thermo, interval=settings.checkpoint_every,
-                           final_step=total, settings_hash=shash),
-        progress,
-    ])
+    total = settings.total_steps
+    progress = ProgressReporter(total, start_step, settings.timestep_fs, every_s=progress_every_s, write=log)
+    loop = StepLoop(engine, [*replica_observers(settings, run, writer, thermo, engine.masses, shash), progress])
     try:
         loop.run(start_step, total)
     except SimulationError as exc:
@@ -139,6 +130,25 @@ def run_md(
                       steps_per_s=loop_steps / loop.loop_s if loop.loop_s > 0 else None)
     return RunResult(run.path, "complete", total, n_frames, resumed_from_step=start_step if plan.resume else None,
                      wall_s=wall, loop_s=loop.loop_s, loop_cpu_s=loop.loop_cpu_s, loop_steps=loop_steps)
+
+
+def replica_observers(settings: MDSettings, run: RunDirectory, writer, thermo, masses_amu, settings_hash: str) -> list:
+    """The observers of one replica, in the order they must run: guard, thermo, frames, checkpoint.
+
+    ``writer``/``thermo`` are the replica's open trajectory writer and thermo log (from
+    ``run.create_storage`` or ``run.reopen_storage``); a batched engine attaches one such list per
+    replica, with that replica's view.
+    """
+    dt_fs, M = settings.timestep_fs, settings.equilibration_steps
+    return [
+        StabilityGuard(settings, masses_amu),
+        ThermoRecorder(thermo, interval=settings.save_every, timestep_fs=dt_fs, production_start=M,
+                       masses_amu=masses_amu),
+        FrameRecorder(writer, interval=settings.save_every, timestep_fs=dt_fs, production_start=M,
+                      masses_amu=masses_amu, save_velocities=settings.save_velocities),
+        CheckpointRecorder(run.checkpoint_path, writer, thermo, interval=settings.checkpoint_every,
+                           final_step=settings.total_steps, settings_hash=settings_hash),
+    ]
 
 
 def prepare_atoms(structure_path: Path, settings: MDSettings):
