@@ -31,3 +31,14 @@ def models_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def repo_dir() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def cu_file(tmp_path_factory) -> Path:
+    """32 Cu atoms (fcc 2x2x2, 7.22 A cube) as extxyz: the MD tests' input for ASE's EMT."""
+    from ase.build import bulk
+    from ase.io import write
+
+    path = tmp_path_factory.mktemp("cu") / "cu.extxyz"
+    write(path, bulk("Cu", cubic=True) * (2, 2, 2))
+    return path

@@ -20,16 +20,6 @@ NABH4 = "structures/approximants/NaBH4_P-421c-approx.cif"
 MODEL = "M3GNet-r2SCAN-NaBH"
 
 
-@pytest.fixture(scope="module")
-def cu_file(tmp_path_factory):
-    from ase.build import bulk
-    from ase.io import write
-
-    path = tmp_path_factory.mktemp("cu") / "cu.extxyz"
-    write(path, bulk("Cu", cubic=True) * (2, 2, 2))
-    return path
-
-
 def emt():
     from ase.calculators.emt import EMT
 
@@ -210,14 +200,30 @@ def test_guard_trips_on_20fs_timestep(shared_dir, tmp_path, capsys):
 def test_guard_overlap(cu_file, tmp_path):
     from ase.io import read, write
 
+    # 0.6 A passes the structure reader (it refuses < 0.5 A) but not a guard set to 0.7 A.
+    a = read(cu_file)
+    a.positions[1] = a.positions[0] + [0.6, 0, 0]
+    write(tmp_path / "bad.extxyz", a)
+    s = MDSettings(temperature_K=300, steps=10, ensemble="nvt", save_every=5, min_distance_A=0.7)
+    with pytest.raises(SimulationError, match=r"step 0: atoms 0 \(Cu\) and 1 \(Cu\)"):
+        run_md(tmp_path / "bad.extxyz", tmp_path / "ov", s, calculator=emt(), log=quiet)
+    meta = json.loads((tmp_path / "ov" / "metadata.json").read_text())
+    assert meta["status"] == "failed"
+    assert meta["failed_step"] == 0 and meta["message"].startswith("step 0:")
+    assert not (tmp_path / "ov" / "complete.json").exists()
+
+
+def test_overlapping_input_refused_before_the_run(cu_file, tmp_path):
+    """Atoms closer than the reader's 0.5 A are an input error: nothing is created."""
+    from ase.io import read, write
+
     a = read(cu_file)
     a.positions[1] = a.positions[0] + [0.3, 0, 0]
     write(tmp_path / "bad.extxyz", a)
     s = MDSettings(temperature_K=300, steps=10, ensemble="nvt", save_every=5)
-    with pytest.raises(SimulationError, match=r"step 0: atoms 0 \(Cu\) and 1 \(Cu\)"):
+    with pytest.raises(SuperionError, match=r"atoms 0 \(Cu\) and 1 \(Cu\) are only 0.300"):
         run_md(tmp_path / "bad.extxyz", tmp_path / "ov", s, calculator=emt(), log=quiet)
-    assert json.loads((tmp_path / "ov" / "metadata.json").read_text())["status"] == "failed"
-    assert not (tmp_path / "ov" / "complete.json").exists()
+    assert not (tmp_path / "ov").exists()
 
 
 # ----------------------------------------------------------------------------- export
@@ -258,6 +264,7 @@ BAD = [
     (["--timestep-fs", "0"], "timestep"),
     (["--save-every", "7"], "multiples"),
     (["--potential", "no-such-model-xyz"], "no-such-model-xyz"),
+    (["--progress-every-s", "-1"], "--progress-every-s"),
 ]
 
 
@@ -282,6 +289,14 @@ def test_bad_inputs(shared_dir, tmp_path, capsys, extra, msg):
     assert code == 2, err
     assert msg in err and len(err.strip().splitlines()) == 1 and err.startswith("superion: error:")
     assert not (tmp_path / "r" / "complete.json").exists()
+
+
+def test_disordered_cif_refused_naming_prepare(repo_dir, tmp_path):
+    """MD reads structures with superion.structures.io.read_atoms: partial occupancies are refused."""
+    s = MDSettings(temperature_K=300, steps=10, ensemble="nvt", save_every=5)
+    with pytest.raises(SuperionError, match="partial occupancies.*'superion prepare'"):
+        run_md(repo_dir / "structures/Li6PS5Cl_F-43m.cif", tmp_path / "r", s, calculator=emt(), log=quiet)
+    assert not (tmp_path / "r").exists()
 
 
 def test_missing_structure(tmp_path, capsys):

@@ -33,16 +33,6 @@ run_md(sys.argv[1], sys.argv[2], s, calculator=EMT(), log=lambda *a: None)
 """
 
 
-@pytest.fixture(scope="module")
-def cu_file(tmp_path_factory):
-    from ase.build import bulk
-    from ase.io import write
-
-    path = tmp_path_factory.mktemp("cu") / "cu.extxyz"
-    write(path, bulk("Cu", cubic=True) * (2, 2, 2))
-    return path
-
-
 class EMT(_AseEMT):  # same class name as ASE's, so the settings hash ("custom:EMT") matches
     """EMT that raises KeyboardInterrupt after ``fail_after`` evaluations (an in-process kill)."""
 

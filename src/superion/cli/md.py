@@ -46,6 +46,9 @@ def register(subparsers) -> None:
                    help="M3GNet aggregation of models trained with matgl <= 2.2 (auto: decided from the checkpoint)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (fixed count = reproducible)")
+    p.add_argument("--progress-every-s", type=float, default=300.0, metavar="S",
+                   help="when stderr is not a terminal (job logs): a progress line (step, ps, ns/day, ETA) "
+                        "every S seconds of wall time (default 300; 0 = start and end only)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (created or resumed)")
     p.set_defaults(func=cmd_md)
 
@@ -60,6 +63,7 @@ def register(subparsers) -> None:
 
 
 def cmd_md(args: argparse.Namespace) -> int:
+    import math
     from pathlib import Path
 
     from superion.md import MDSettings, run_md
@@ -78,7 +82,8 @@ def cmd_md(args: argparse.Namespace) -> int:
     ).validate()
     legacy = {"auto": None, "yes": True, "no": False}[args.legacy]
     res = run_md(args.structure, args.out, settings, potential=args.potential, device=args.device,
-                 threads=args.threads, legacy=legacy, models_dir=args.models_dir)
+                 threads=args.threads, legacy=legacy, models_dir=args.models_dir,
+                 progress_every_s=args.progress_every_s or math.inf)  # 0: start and end only
     if res.status == "complete":
         print(f"superion md: {res.run_dir}: {res.steps_done} steps, {res.n_frames} frames, {res.wall_s:.1f} s")
     return 0
