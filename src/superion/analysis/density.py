@@ -133,9 +133,11 @@ def write_density(trajectory: str | os.PathLike, out: str | os.PathLike, species
     ions on a grid of ~``spacing_A`` Å (:func:`density_grid`) and write it with the first
     frame to ``out`` (``*.cube`` or ``*CHGCAR*``, :func:`write_volumetric`). ``open_options`` go
     to :func:`~superion.trajectory.open_trajectory` (format, type_map, topology)."""
+    from superion.paths import check_writable
     from superion.trajectory import open_trajectory
 
-    volumetric_format(out)  # fail on a bad name before reading the trajectory
+    volumetric_format(out)  # fail on a bad name (or place) before reading the trajectory
+    check_writable(out)
     with open_trajectory(trajectory, frame_interval_fs, **(open_options or {})) as traj:
         if traj.n_frames == 0:
             raise SuperionError(f"{trajectory} holds no frames")

@@ -381,10 +381,12 @@ def write_diffusion(
     ``open_options`` go to :func:`~superion.trajectory.open_trajectory` (format, type_map, topology)."""
     from superion import __version__
     from superion.analysis.outputs import curves_path, write_result
+    from superion.paths import check_writable
     from superion.trajectory import open_trajectory
 
     if temperature_K is not None and not temperature_K > 0:  # before the trajectory is read
         raise SuperionError(f"--temperature-K {temperature_K}: temperature must be positive")
+    check_writable(json_path)
     with open_trajectory(trajectory, frame_interval_fs, **(open_options or {})) as traj:
         res = analyze_trajectory(traj, species, temperature_K, drift=drift, **kwargs)
     npz = curves_path(json_path)

@@ -288,10 +288,12 @@ def write_rotation(
     ``open_options`` go to :func:`~superion.trajectory.open_trajectory` (format, type_map, topology)."""
     from superion import __version__
     from superion.analysis.outputs import curves_path, write_result
+    from superion.paths import check_writable
     from superion.trajectory import open_trajectory
 
     if not lag_ps > 0:  # before the trajectory is read
         raise SuperionError(f"--rotation-lag-ps {lag_ps}: give a positive lag in ps")
+    check_writable(json_path)
     with open_trajectory(trajectory, frame_interval_fs, **(open_options or {})) as traj:
         results, curves = analyze_rotation(traj, lag_ps=lag_ps)
     npz = curves_path(json_path)

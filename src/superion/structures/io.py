@@ -56,7 +56,7 @@ def check_input_file(path: str | os.PathLike) -> Path:
 
 
 def check_output_path(path: str | os.PathLike, allowed: tuple[str, ...] | None = None) -> Path:
-    """Validate an output path's extension before any work is done."""
+    """Validate an output path's extension, and that it can be written, before any work is done."""
     p = Path(path)
     fmt = WRITE_FORMATS.get(p.suffix.lower())
     if fmt is None or (allowed and p.suffix.lower() not in allowed):
@@ -64,7 +64,9 @@ def check_output_path(path: str | os.PathLike, allowed: tuple[str, ...] | None =
         raise SuperionError(f"cannot write structure format of {p} (extension {p.suffix or 'none'}); use one of {ok}")
     if p.is_dir():
         raise SuperionError(f"output {p} is a folder; give a file name such as {p / 'structure.extxyz'}")
-    return p
+    from superion.paths import check_writable
+
+    return check_writable(p)
 
 
 

@@ -33,8 +33,8 @@ def ase_format(path: str | os.PathLike, format: str | None = None) -> str:
 
     if format is not None:
         if format not in ioformats or not ioformats[format].can_read:
-            readable = sorted(k for k, v in ioformats.items() if v.can_read and "+" in v.code)
-            raise SuperionError(f"--format {format!r} is not an ASE trajectory format; use one of {', '.join(readable)}")
+            raise SuperionError(f"--format {format!r} is not a format ASE reads; use an ASE format name such as "
+                                "extxyz, traj, vasp-xdatcar, vasp-xml or lammps-dump-text ('ase info --formats' lists all)")
         return format
     p = Path(path)
     alias = SUFFIX_ALIASES.get(Path(get_compression(str(p))[0]).suffix.lower())

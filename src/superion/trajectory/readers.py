@@ -231,10 +231,12 @@ class AseTrajectoryReader(TrajectoryReader):
         except SuperionError:
             raise
         except Exception as exc:
-            raise SuperionError(f"cannot read trajectory {self.path} as {fmt} ({type(exc).__name__}: "
-                                f"{' '.join(str(exc).split())[:200]}); check the file or --format") from None
+            guessed = "" if format else ", a format guessed from the name"
+            raise SuperionError(f"cannot read trajectory {self.path} as {fmt}{guessed} ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}); check the file or pass --format") from None
         if first is None:
-            raise SuperionError(f"{self.path} holds no frames")
+            hint = "" if format else f" read as {fmt}, a format guessed from the name (pass --format if it is another)"
+            raise SuperionError(f"{self.path} holds no frames{hint}")
         self.symbols = first.get_chemical_symbols()
         self.masses = np.asarray(first.get_masses(), dtype=float)
         times = [i.get("time_fs", i.get("time")) for i in infos]

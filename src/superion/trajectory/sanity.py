@@ -55,7 +55,7 @@ def check_cells(cells: np.ndarray, source, frame0: int = 0) -> None:
         t = int(bad[0])
         what = "is not finite (NaN/inf)" if not finite[t] else f"has no volume ({vol[t]:.3g} A^3)"
         raise SuperionError(f"{source}: frame {frame0 + t}: the cell {what}; the trajectory is damaged: regenerate it "
-                            "or cut the frames before this one")
+                            "or keep only the frames before this one")
 
 
 def perpendicular_widths(inv_cells: np.ndarray) -> np.ndarray:
@@ -135,18 +135,20 @@ def first_fault(pos: np.ndarray, prev: np.ndarray, cells: np.ndarray, inv_cells:
     return Fault(t, i, float(length[t, i]))
 
 
-def fault_error(fault: Fault, frame0: int, symbols, source, limits_A: np.ndarray, interval_fs: float | None,
-                temperature_K: float | None) -> SuperionError:
-    """The one-line error for ``fault`` found in a chunk starting at frame ``frame0``."""
+def fault_error(fault: Fault, frame0: int, atoms: np.ndarray, symbols, source, limits_A: np.ndarray,
+                interval_fs: float | None, temperature_K: float | None) -> SuperionError:
+    """The one-line error for ``fault`` found in a chunk starting at frame ``frame0``; ``atoms``
+    (n,): the trajectory's index of each atom checked, ``symbols`` and ``limits_A`` theirs."""
     t, i = frame0 + fault.frame, fault.atom
-    atom = f"atom {i} ({symbols[i]})"
+    atom = f"atom {int(atoms[i])} ({symbols[i]})"
     if math.isnan(fault.step_A):
         return SuperionError(f"{source}: frame {t}: {atom} has a non-finite position (NaN/inf); the trajectory is "
-                             "damaged: regenerate it or cut the frames from this one on")
+                             "damaged: regenerate it or keep only the frames before this one")
     T = f"{temperature_K:g} K" if temperature_K else f"{FALLBACK_TEMPERATURE_K:g} K (temperature unknown)"
     return SuperionError(
         f"{source}: {atom} moved {fault.step_A:.3g} A between frames {t - 1} and {t} ({interval_fs:g} fs apart), "
-        f"beyond any physical step (limit {limits_A[i]:.2g} A: {JUMP_SIGMAS:g}x its thermal speed at {T}); the "
+        f"beyond any physical step (limit {limits_A[i]:.2g} A: the larger of {MIN_JUMP_A:g} A and {JUMP_SIGMAS:g}x its "
+        f"thermal speed at {T} times the interval); the "
         "trajectory is damaged (overwritten frame, reordered atoms) or the frame interval is wrong: fix or cut it, "
         "or check --frame-interval-fs"
     )
@@ -161,7 +163,8 @@ class FrameGuard:
         self.source = getattr(traj, "path", None) or "trajectory"
         self.temperature_K = temperature_K if temperature_K is not None else getattr(traj, "temperature_K", None)
         self.interval_fs = frame_interval_bound_fs(traj.times_fs)
-        self.symbols = [traj.symbols[i] for i in atoms]
+        self.atoms = np.asarray(atoms)
+        self.symbols = [traj.symbols[i] for i in self.atoms]
         self.limits_A = step_limits_A(np.asarray(traj.masses, dtype=float)[atoms], self.temperature_K, self.interval_fs)
 
     def check(self, step_sum, step_max, pos, prev, cells, inv_cells, wrapped: bool, frame0: int) -> None:
@@ -172,5 +175,5 @@ class FrameGuard:
             return
         fault = first_fault(pos, prev, cells, inv_cells, wrapped, self.limits_A)
         if fault is not None:
-            raise fault_error(fault, frame0, self.symbols, self.source, self.limits_A, self.interval_fs,
+            raise fault_error(fault, frame0, self.atoms, self.symbols, self.source, self.limits_A, self.interval_fs,
                               self.temperature_K)

@@ -91,6 +91,8 @@ def _error_line(err) -> str:
         return f"{where}: must not be empty"
     if v in ("exclusiveMinimum", "minimum") and "temperatures_K" in where:
         return f"{where}: temperature {inst!r} K is not positive; temperatures must be > 0 K"
+    if v in ("exclusiveMinimum", "minimum") and where.startswith("mass_settings."):
+        return f"{where}: mass factor {inst!r} must be > 0 (1 = unscaled)"
     if v == "not" and isinstance(inst, dict) and "supercell" in inst and "min_width_A" in inst:
         return f"{where}: give either supercell or min_width_A, not both"
     if v == "type":
