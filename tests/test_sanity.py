@@ -52,9 +52,8 @@ def test_kernel_steps_match_numpy_reference():
     np.testing.assert_allclose(length[1:], np.linalg.norm(np.einsum("fnj,fjk->fnk", np.diff(s_true, axis=0), cells[1:]),
                                                           axis=2), atol=1e-9)
     got = np.zeros(pos.shape[1])
-    qs = unwrap_chunk(as_c64(pos), as_c64(cells), as_c64(inv), widths, as_c64(frac0.T), np.empty_like(pos), got)
+    unwrap_chunk(as_c64(pos), as_c64(cells), as_c64(inv), widths, as_c64(frac0.T), np.empty_like(pos), got)
     np.testing.assert_allclose(got, bound.max(axis=0), rtol=1e-12)
-    assert np.isfinite(qs)
     # collect_chunk, both paths
     N = pos.shape[1]
     for wrapped, data in ((True, pos), (False, true)):
@@ -67,7 +66,16 @@ def test_kernel_steps_match_numpy_reference():
                               np.zeros((F, 3)), np.zeros(2), steps, 0.0)
         ref, _ = step_lengths(data, to_fractional(data[:1], cells[:1])[0] if wrapped else data[0], cells, inv, wrapped)
         np.testing.assert_allclose(steps, ref.max(axis=0), rtol=1e-12)
-        assert np.isfinite(qs)
+        assert np.isfinite(qs) and np.isfinite(steps).all()
+        # a NaN coordinate: kept in the running maximum (unwrapping) or in the step sum (continuous)
+        bad = as_c64(data).copy()
+        bad[F // 2, 4, 1] = np.nan
+        acc = as_c64((to_fractional(data[:1], cells[:1])[0] if wrapped else data[0]).T)
+        steps = np.zeros(N)
+        _, qs = collect_chunk(bad, as_c64(cells), as_c64(inv), widths, wrapped, acc, np.full(N, 1.0 / N),
+                              np.arange(2), np.ones(N), first, 0, np.empty((2, 3, F)), np.zeros((F, 3)),
+                              np.zeros((F, 3)), np.zeros(2), steps, 0.0)
+        assert (np.isnan(steps[4]) and np.isfinite(np.delete(steps, 4)).all()) if wrapped else np.isnan(qs)
 
 
 @pytest.mark.parametrize("wrapped", [True, False])

@@ -42,8 +42,7 @@ def _frame_soa(pos_t, bx, by, bz):  # pragma: no cover - compiled
 
 @njit(cache=True, fastmath=_VEC)
 def _unwrap_soa(bx, by, bz, g, h, wd, acc, first, w, ux, uy, uz, step_max):  # pragma: no cover - compiled
-    """Unwrap one frame; return the w-weighted mean displacement from frame 0 (3 floats) and
-    the sum of the |fractional step| components (NaN/inf when a position is not finite).
+    """Unwrap one frame; return the w-weighted mean displacement from frame 0 (3 floats).
 
     bx/by/bz: (n,) Cartesian positions (Å, any image); g, h: (3, 3) inverse cell and cell
     (rows = lattice vectors); wd: (3,) perpendicular widths of the cell (Å); acc: (3, n)
@@ -55,7 +54,7 @@ def _unwrap_soa(bx, by, bz, g, h, wd, acc, first, w, ux, uy, uz, step_max):  # p
     positions at frame 0; ux/uy/uz: (n,) written with acc · h − first, the displacement
     from frame 0 in this frame's cell (Å); step_max: (n,) running maximum of each atom's step
     (largest fractional component times the width along it, Å: see
-    :mod:`superion.trajectory.sanity`), updated.
+    :mod:`superion.trajectory.sanity`), updated; NaN once the atom's position was not finite.
     """
     g00, g01, g02 = g[0, 0], g[0, 1], g[0, 2]
     g10, g11, g12 = g[1, 0], g[1, 1], g[1, 2]
@@ -69,7 +68,6 @@ def _unwrap_soa(bx, by, bz, g, h, wd, acc, first, w, ux, uy, uz, step_max):  # p
     sx = 0.0
     sy = 0.0
     sz = 0.0
-    qs = 0.0
     for i in range(bx.shape[0]):
         x, y, z = bx[i], by[i], bz[i]
         s0 = x * g00 + y * g10 + z * g20
@@ -78,14 +76,12 @@ def _unwrap_soa(bx, by, bz, g, h, wd, acc, first, w, ux, uy, uz, step_max):  # p
         c0 = s0 - math.floor(s0 - a0[i] + 0.5)
         c1 = s1 - math.floor(s1 - a1[i] + 0.5)
         c2 = s2 - math.floor(s2 - a2[i] + 0.5)
-        # the step into this frame: a running max for jumps (element-wise: vectorises) and a
-        # sum that NaN survives (a max would drop it)
-        e0 = abs(c0 - a0[i])
-        e1 = abs(c1 - a1[i])
-        e2 = abs(c2 - a2[i])
-        qs += e0 + e1 + e2
-        q = max(e0 * w0, e1 * w1, e2 * w2)
-        if q > step_max[i]:
+        # the step into this frame, as a running maximum (element-wise: vectorises) that keeps
+        # NaN: "not q <= v" stores a NaN step, "v == v" never overwrites a stored NaN (acc does
+        # not stay NaN: floor(NaN) is an integer here)
+        q = max(abs(c0 - a0[i]) * w0, abs(c1 - a1[i]) * w1, abs(c2 - a2[i]) * w2)
+        v = step_max[i]
+        if v == v and not q <= v:
             step_max[i] = q
         a0[i] = c0
         a1[i] = c1
@@ -100,7 +96,7 @@ def _unwrap_soa(bx, by, bz, g, h, wd, acc, first, w, ux, uy, uz, step_max):  # p
         sx += wi * vx
         sy += wi * vy
         sz += wi * vz
-    return sx, sy, sz, qs
+    return sx, sy, sz
 
 
 @njit(cache=True, fastmath=_VEC)
@@ -112,8 +108,8 @@ def unwrap_chunk(pos, cells, inv_cells, widths, acc, out, step_max):  # pragma: 
     perpendicular widths (Å); acc: (3, n) unwrapped
     fractional positions of the frame before this chunk (updated, see :func:`_unwrap_soa`);
     out: (f, n, 3) unwrapped Cartesian positions in Å (acc of each frame times its own
-    cell); step_max: (n,) running maximum step per atom (Å, updated). Returns the sum of the
-    fractional step components (not finite when a position is not). The caller starts with
+    cell); step_max: (n,) running maximum step per atom (Å, updated; NaN for an atom whose
+    position was not finite). The caller starts with
     ``acc = s[0]`` (plus whole-cell shifts that keep clusters whole) so the first frame maps
     onto itself.
     """
@@ -121,17 +117,13 @@ def unwrap_chunk(pos, cells, inv_cells, widths, acc, out, step_max):  # pragma: 
     bx, by, bz, ux, uy, uz = _soa_buffers(n)
     origin = np.zeros((3, n))
     no_weights = np.zeros(n)
-    qs = 0.0
     for t in range(f):
         _frame_soa(pos[t], bx, by, bz)
-        _, _, _, q = _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], widths[t], acc, origin, no_weights,
-                                 ux, uy, uz, step_max)
-        qs += q
+        _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], widths[t], acc, origin, no_weights, ux, uy, uz, step_max)
         for i in range(n):
             out[t, i, 0] = ux[i]
             out[t, i, 1] = uy[i]
             out[t, i, 2] = uz[i]
-    return qs
 
 
 @njit(cache=True, fastmath=_VEC)
@@ -155,9 +147,10 @@ def collect_chunk(pos, cells, inv_cells, widths, do_unwrap, acc, weights, mobile
     out_sum: (f, 3) Σ over mobile ions of their displacements (Å, the charge displacement);
     out_msq: (m,) running maximum over time of each mobile ion's squared displacement (Å²,
     updated); step_max: (n,) running maximum of each atom's step between frames (Å, the lower
-    bound of :mod:`superion.trajectory.sanity`; updated). Returns (the running maximum of
-    |framework displacement − COM drift| (Å), from max_fw; the sum of the step components,
-    not finite when a position is not).
+    bound of :mod:`superion.trajectory.sanity`; updated; with unwrapping NaN for an atom whose
+    position was not finite). Returns (the running maximum of |framework displacement − COM
+    drift| (Å), from max_fw; without unwrapping the sum of the step components, not finite when
+    a position is not — a max drops NaN there, since the last position moves on — else 0).
     """
     f, n = pos.shape[0], pos.shape[1]
     bx, by, bz, ux, uy, uz = _soa_buffers(n)
@@ -168,9 +161,8 @@ def collect_chunk(pos, cells, inv_cells, widths, do_unwrap, acc, weights, mobile
     for t in range(f):
         _frame_soa(pos[t], bx, by, bz)
         if do_unwrap:
-            sx, sy, sz, q = _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], widths[t], acc, first, weights,
-                                        ux, uy, uz, step_max)
-            qs += q
+            sx, sy, sz = _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], widths[t], acc, first, weights,
+                                     ux, uy, uz, step_max)
         else:  # continuous already: the displacement is the difference to frame 0
             for i in range(n):
                 x, y, z = bx[i], by[i], bz[i]

@@ -112,8 +112,8 @@ def iter_unwrapped(
             before = acc.T.copy()
             out = np.empty_like(pos)
             step_max = np.zeros(len(sel))
-            qs = unwrap_chunk(pos, as_c64(cells), as_c64(inv), as_c64(perpendicular_widths(inv)), acc, out, step_max)
-            guard.check(qs, step_max, pos, before, cells, inv, True, start)
+            unwrap_chunk(pos, as_c64(cells), as_c64(inv), as_c64(perpendicular_widths(inv)), acc, out, step_max)
+            guard.check(0.0, step_max, pos, before, cells, inv, True, start)
         else:
             if shifts is None:
                 shifts = whole_shifts(to_fractional(pos[:1], cells[:1])[0], groups, cells[0])

@@ -21,8 +21,8 @@ can show no step beyond half the cell (the minimum image aliases it), but garbag
 random place and shows up all the same.
 
 The streaming kernel only reports that something is wrong in a chunk (a running per-atom
-maximum of the step and a sum that turns NaN); :func:`first_fault` then finds the frame and
-the atom in NumPy, on the failure path only.
+maximum of the step that keeps NaN, and for continuous positions a sum of the steps that turns
+NaN); :func:`first_fault` then finds the frame and the atom in NumPy, on the failure path only.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class FrameGuard:
         """Raise for the first fault in the chunk ``pos`` (f, n, 3) starting at ``frame0``; ``prev``
         (n, 3): the frame before, fractional when ``wrapped`` else Cartesian. With the kernel's
         ``step_sum``/``step_max`` the chunk is searched only when they say something is wrong."""
-        if step_max is not None and math.isfinite(step_sum) and not np.any(step_max > self.limits_A):
+        if step_max is not None and math.isfinite(step_sum) and np.all(step_max <= self.limits_A):  # NaN fails
             return
         fault = first_fault(pos, prev, cells, inv_cells, wrapped, self.limits_A)
         if fault is not None:
