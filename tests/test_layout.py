@@ -11,7 +11,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "superion"
 # Dependency order (docs/architecture.md): a package may import the ones before it.
 ORDER = ["potential", "structures", "trajectory", "md", "analysis", "workflow", "report", "cli"]
-HELPERS = {"layout", "units", "provenance", "atomic", "errors"}
+HELPERS = {"layout", "units", "provenance", "atomic", "errors", "paths"}
 IMPORT = re.compile(r"^\s*(?:from|import) superion\.([a-z_]+)", re.M)
 
 

@@ -11,6 +11,7 @@ def _prepare_args(wc):
     else:  # neither: the unit cell (prepare's own default would be 10 A widths)
         args += ["--supercell", "1", "1", "1"]
     args += ["--seed", str(sc.system_section(CFG, wc.system, "prepare")["seed"])]
+    args += ["--mobile-species", sysc["mobile_species"]]  # a structure that lost it is refused
     return " ".join(args)
 
 
