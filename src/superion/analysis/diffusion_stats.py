@@ -43,6 +43,8 @@ def diffusion_statistics(
     pos = check_positions(pos_A)
     if not (dt_ps and dt_ps > 0):
         raise SuperionError(f"frame interval must be positive, got {dt_ps} ps; pass the time between frames")
+    if not (hop_length_A and hop_length_A > 0):
+        raise SuperionError(f"hop length must be positive, got {hop_length_A} Å; check the structure or pass the site spacing")
     n, _, F = pos.shape
     if F < 8:
         raise SuperionError(f"trajectory has {F} frames; diffusion statistics need at least 8")

@@ -9,27 +9,32 @@ is our own derivation (exact for the model below, including the finite number of
 
 Model of one ion: r(t) = W(t) + ε(t), W a process with independent, stationary, isotropic
 increments (a random walk: Brownian motion, or uncorrelated hops between sites), ε a
-vibration about the site, white from frame to frame, variance σ² per Cartesian direction.
-For two displacement windows A = [t, t+m] and B = [s, s+n] (frames) that overlap by o frames:
+stationary Gaussian vibration about the site with autocovariance c(k) per Cartesian
+direction (k in frames; white vibration: c(k) = 0 for k ≥ 1). For two displacement windows
+A = [t, t+m] and B = [s, s+n] (frames) that overlap by o frames:
 
     Cov(|ΔW_A|², |ΔW_B|²) = Var(|ΔW_o|²) = (2/3) M(o)² + b M(o),   M(o) = 6 D o Δt,
 
 (independent increments: only the shared part of the two windows correlates; the 2/3 is
 the Gaussian part in 3-D, b = ⟨ℓ⁴⟩/⟨ℓ²⟩ the non-Gaussian part of a jump process with jump
-length ℓ, b = 0 for Brownian motion), plus terms from ε where window ends coincide. Summing
-over all time origins of the all-origin MSD in closed form (piecewise-polynomial sums over
-the origin offset) gives, for lags m ≤ n, N_m = F − m origins and n_ions independent ions:
+length ℓ, b = 0 for Brownian motion), plus 4 M(o) C_e + 6 C_e² from the vibration, with
+C_e = c(a₂−b₂) − c(a₂−b₁) − c(a₁−b₂) + c(a₁−b₁) the covariance of the vibration parts (nonzero
+only where window ends come within the vibration's memory of each other). Summing over
+all time origins of the all-origin MSD (closed-form piecewise-polynomial sums over the
+origin offset for the W part; a Numba sum over the few offsets near coinciding window ends
+for the ε part) gives, for lags m ≤ n, N_m = F − m origins and n_ions independent ions:
 
-    Cov(MSD_m, MSD_n) = [ (2/3) s² S2 + b s S1 + 8 s σ² m (F − n) + 6 σ⁴ K ] / (n_ions N_m N_n)
+    Cov(MSD_m, MSD_n) = [ (2/3) s² S2 + b s S1 + 4 s V + 6 E ] / (n_ions N_m N_n)
 
-with s = 6 D Δt (Å² per frame), S_k = Σ over origin pairs of overlap^k, K the number of
-coinciding window ends (see :func:`pair_sums`). For Gaussian r this is exact (checked
-against brute-force sums over all origin pairs in the tests).
+with s = 6 D Δt (Å² per frame), S_k = Σ over origin pairs of overlap^k (:func:`pair_sums`),
+V, E the vibration sums (:func:`noise_parts`; white: V = 2σ² m (F − n)). For Gaussian r this
+is exact, finite F included (checked against brute-force sums over all origin pairs).
 
-Parameters from the data, iterated: s (and c) from the GLS fit itself (start: OLS), σ² = c/6
-from the intercept (c = 6σ² for white vibration), b from the fourth moment:
-⟨r⁴⟩ − (5/3)⟨r²⟩² = b (MSD − c) holds exactly for the model, so b is the ratio of the two
-sides at a few lags near the window start (:func:`estimate_kurtosis_A2`).
+Parameters from the data, iterated: s and c from the GLS fit itself (start: OLS); the
+vibration variance c(0) = c/6 from the intercept, its memory c(k) from the MSD below the
+window (MSD(k) = s k + 6 (c(0) − c(k)), :func:`noise_acf_from_msd`); b from the fourth
+moment: ⟨r⁴⟩ − (5/3)⟨r²⟩² = b (MSD − c) holds exactly for the model, so b is the ratio of the
+two sides at a few lags near the window start (:func:`estimate_kurtosis_A2`).
 
 Interval: D̂ is a quadratic form of the displacements, right-skewed when few independent
 displacements enter; it is modelled as D · χ²_ν / ν with ν = 2 D² / Var(D̂ | D)
@@ -332,6 +337,9 @@ def _satterthwaite_ci(s_hat: float, q: tuple[float, float, float], level: float 
     if not s_hat > 0:
         sd = float(np.sqrt(max(q2 * s_hat * s_hat + q1 * abs(s_hat) + q0, 0.0)))
         return 0.0, max(s_hat, 0.0) + 1.96 * sd, float("nan")
+    if q1 == 0.0 and q0 == 0.0 and q2 > 0:  # Var ∝ s²: ν is the same for every s, closed form
+        v = 2.0 / q2
+        return s_hat * v / float(chi2.ppf(1.0 - alpha / 2, v)), s_hat * v / float(chi2.ppf(alpha / 2, v)), v
     # lower limit: ŝ at the upper (1 − α/2) quantile of the distribution for s_lo
     f_lo = lambda s: s * quantile_ratio(s, 1.0 - alpha / 2) - s_hat  # noqa: E731
     f_hi = lambda s: s * quantile_ratio(s, alpha / 2) - s_hat  # noqa: E731

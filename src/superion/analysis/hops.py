@@ -324,6 +324,8 @@ def count_hops(
     hold a vibrating ion, far from the saddle between two sites)."""
     if not (dt_ps and dt_ps > 0):
         raise SuperionError(f"frame interval must be positive, got {dt_ps} ps")
+    if int(min_residence_frames) < 1:
+        raise SuperionError(f"minimum residence must be >= 1 frame, got {min_residence_frames}")
     sites = np.asarray(sites_frac, dtype=np.float64)
     cells = np.asarray(cells_A, dtype=np.float64)
     c0 = cells if cells.ndim == 2 else cells[0]
