@@ -149,3 +149,21 @@ def test_fit_gls_kurtosis_from_moments_and_lag_subsampling():
 def test_bad_input_is_a_superion_error(call, match):
     with pytest.raises(SuperionError, match=match):
         call()
+
+
+def test_large_runs_without_per_ion_spectra_still_get_D_and_bounds():
+    """Beyond ~2 GB of per-ion spectra only the mean MSD is kept: GLS is unchanged, the per-ion
+    comparison is skipped, and the upper bound uses the per-ion MSD at one lag computed directly."""
+    from superion.analysis.synthetic import caged_only
+
+    run = lattice_hopping(16, 1000, 0.01, 5.0, seed=31)
+    full = diffusion_statistics(run.positions_A, 0.01, 3.0)
+    lean = diffusion_statistics(run.positions_A, 0.01, 3.0, spectra=ion_spectra(run.positions_A, per_ion=False))
+    assert lean["diffusivity_cm2_s"] == pytest.approx(full["diffusivity_cm2_s"], rel=1e-10)
+    assert lean["diffusivity_per_ion_stderr_cm2_s"] is None and full["diffusivity_per_ion_stderr_cm2_s"] > 0
+    cage = caged_only(16, 1000, 0.01, seed=32)
+    a = diffusion_statistics(cage.positions_A, 0.01, 3.0)
+    b = diffusion_statistics(cage.positions_A, 0.01, 3.0, spectra=ion_spectra(cage.positions_A, per_ion=False))
+    assert b["diffusivity_upper_bound_cm2_s"] == pytest.approx(a["diffusivity_upper_bound_cm2_s"], rel=1e-9)
+    with pytest.raises(SuperionError, match="per-ion spectra were not kept"):
+        ion_spectra(cage.positions_A, per_ion=False).window_sums(5, 5, [1.0])

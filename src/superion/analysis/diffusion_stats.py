@@ -36,7 +36,7 @@ def diffusion_statistics(
     for diffusive runs.
     """
     from superion.analysis.gls import DEFAULT_MAX_LAGS, diffusion_gls
-    from superion.analysis.moments import check_positions, ion_spectra
+    from superion.analysis.moments import check_positions, ion_spectra, msd_at_lag_per_ion_A2
     from superion.analysis.regime import classify_regime
     from superion.analysis.window import fit_window_from_msd
 
@@ -53,7 +53,8 @@ def diffusion_statistics(
     duration = (F - 1) * dt_ps
     window = fit_window_from_msd(lag_ps, sp.mean_A2, duration, start_ps=start_ps, end_ps=end_ps, n_ions=n, dt_ps=dt_ps)
     i_end = int(np.floor(window.end_ps / dt_ps + 1e-9))
-    per_ion_end = sp.window_sums(i_end, i_end, [1.0])  # each ion's MSD at the window end
+    # each ion's MSD at the window end (for the upper bound of non-diffusive runs)
+    per_ion_end = sp.window_sums(i_end, i_end, [1.0]) if sp.has_per_ion else msd_at_lag_per_ion_A2(pos, i_end)
     regime = classify_regime(lag_ps, sp.mean_A2, window, hop_length_A, species=species,
                              per_ion_msd_end_A2=per_ion_end, n_frames=F, dt_ps=dt_ps)
     out = {"n_ions": int(n), "n_frames": int(F), "frame_interval_ps": float(dt_ps), "duration_ps": duration,

@@ -532,7 +532,7 @@ def diffusion_gls(
     slope, _, se = ols_line(t, mean[i0 : i1 + 1])
     res.D_ols_cm2_s = slope / 6.0 * A2_PS_TO_CM2_S
     res.ols_naive_stderr_cm2_s = se / 6.0 * A2_PS_TO_CM2_S
-    if n > 1:
+    if n > 1 and sp.has_per_ion:
         tc = t - t.mean()
         d_i = sp.window_sums(i0, i1, tc / (tc @ tc)) / 6.0 * A2_PS_TO_CM2_S
         res.per_ion_stderr_cm2_s = float(d_i.std(ddof=1) / np.sqrt(n))

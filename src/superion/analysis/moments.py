@@ -99,9 +99,13 @@ class IonSpectra:
     directions; n_fft: the zero-padded FFT length (≥ 2F)."""
 
     mean_A2: np.ndarray
-    power: np.ndarray
-    x2: np.ndarray
+    power: np.ndarray | None
+    x2: np.ndarray | None
     n_fft: int
+
+    @property
+    def has_per_ion(self) -> bool:
+        return self.power is not None
 
     def window_sums(self, first: int, last: int, weights) -> np.ndarray:
         """Σ_m w_m MSD_i(m) over lags first..last (frames) for each ion: (n_ions,) — e.g. with
@@ -109,6 +113,8 @@ class IonSpectra:
 
         MSD_i(m) = [Σ_{t≥m} x² + Σ_{t<F−m} x² − 2 Σ_t x(t) x(t+m)] / (F − m); the first two sums
         contract with cumulative sums of g = w/(F − m), the last with ĝ (:func:`spectral_weights`)."""
+        if self.power is None:
+            raise SuperionError("per-ion spectra were not kept (too large); call ion_spectra(pos, per_ion=True) for per-ion sums")
         F = self.x2.shape[1]
         w = np.asarray(weights, dtype=np.float64)
         if len(w) != last - first + 1 or first < 0 or last > F - 1:
@@ -120,17 +126,26 @@ class IonSpectra:
         return self.x2 @ h - 2.0 * (self.power @ spectral_weights(g, self.n_fft))
 
 
-def ion_spectra(pos_A) -> IonSpectra:
+PER_ION_MAX_BYTES = 2e9
+
+
+def ion_spectra(pos_A, *, per_ion: bool | None = None) -> IonSpectra:
     """Forward FFT of every ion's centred x, y, z series (batches of 2 ions: pocketfft is
-    fastest on a few rows at a time); the mean MSD needs three inverse transforms in all."""
+    fastest on a few rows at a time); the mean MSD needs three inverse transforms in all.
+
+    ``per_ion``: keep each ion's power spectrum and x² (n_ions × (F + n_fft/2) floats) for
+    :meth:`IonSpectra.window_sums`; default: only while that stays under 2 GB (1000 ions x
+    1e5 frames is 1.6 GB; beyond, the mean MSD alone is returned and per-ion sums raise)."""
     from scipy.fft import irfft, next_fast_len, rfft
 
     pos = check_positions(pos_A)
     n, _, F = pos.shape
     n_fft = next_fast_len(2 * F, real=True)
     K = n_fft // 2 + 1
-    power = np.empty((n, K))
-    x2 = np.empty((n, F))
+    if per_ion is None:
+        per_ion = n * (K + F) * 8 <= PER_ION_MAX_BYTES
+    power = np.empty((n, K)) if per_ion else None
+    x2 = np.empty((n, F)) if per_ion else None
     p_dir = np.zeros((3, K))
     x2_dir = np.zeros((3, F))
     for a in range(0, n, 2):
@@ -138,11 +153,13 @@ def ion_spectra(pos_A) -> IonSpectra:
         x = np.asarray(pos[a:b], dtype=np.float64)
         x = x - x.mean(axis=2, keepdims=True)
         sq = x * x
-        x2[a:b] = sq.sum(axis=1)
+        if per_ion:
+            x2[a:b] = sq.sum(axis=1)
         x2_dir += sq.sum(axis=0)
         spec = rfft(x.reshape(3 * (b - a), F), n=n_fft, axis=1)
         pw = (spec.real**2 + spec.imag**2).reshape(b - a, 3, K)
-        power[a:b] = pw.sum(axis=1)
+        if per_ion:
+            power[a:b] = pw.sum(axis=1)
         p_dir += pw.sum(axis=0)
     c = np.concatenate([np.zeros((3, 1)), np.cumsum(x2_dir, axis=1)], axis=1)
     m = np.arange(F)
@@ -169,16 +186,41 @@ def displacement_moments_A(pos_A, lags, per_window: int = 8) -> tuple[np.ndarray
     lags = np.asarray(lags, dtype=int)
     if np.any(lags < 1) or np.any(lags > F - 1):
         raise SuperionError(f"lags must lie in 1..{F - 1} frames, got {lags.min()}..{lags.max()}")
-    m2 = np.empty(len(lags))
-    m4 = np.empty(len(lags))
+    n = pos.shape[0]
+    m2 = np.zeros(len(lags))
+    m4 = np.zeros(len(lags))
     for k, m in enumerate(lags):
         st = origin_stride(m, per_window)
-        a = np.asarray(pos[:, :, m::st][:, :, : (F - m + st - 1) // st], dtype=np.float64)
-        b = np.asarray(pos[:, :, : F - m : st], dtype=np.float64)
-        r2 = ((a - b) ** 2).sum(axis=1)
-        m2[k] = r2.mean()
-        m4[k] = (r2 * r2).mean()
+        n_org = (F - m + st - 1) // st
+        chunk = max(1, int(_FFT_BYTES // (3 * 8 * 3 * n_org)))  # bounded work memory for many ions x long runs
+        count = 0
+        for a in range(0, n, chunk):
+            b = min(a + chunk, n)
+            x1 = np.asarray(pos[a:b, :, m::st][:, :, :n_org], dtype=np.float64)
+            x0 = np.asarray(pos[a:b, :, : F - m : st], dtype=np.float64)
+            r2 = ((x1 - x0) ** 2).sum(axis=1)
+            m2[k] += r2.sum()
+            m4[k] += (r2 * r2).sum()
+            count += r2.size
+        m2[k] /= count
+        m4[k] /= count
     return m2, m4
+
+
+def msd_at_lag_per_ion_A2(pos_A, lag: int) -> np.ndarray:
+    """Each ion's all-origin MSD (Å²) at one lag (frames), by direct differencing: (n_ions,)."""
+    pos = check_positions(pos_A)
+    n, _, F = pos.shape
+    if not 1 <= int(lag) <= F - 1:
+        raise SuperionError(f"lag must lie in 1..{F - 1} frames, got {lag}")
+    m = int(lag)
+    out = np.empty(n)
+    chunk = max(1, int(_FFT_BYTES // (3 * 8 * 3 * (F - m))))
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        d = np.asarray(pos[a:b, :, m:], dtype=np.float64) - pos[a:b, :, : F - m]
+        out[a:b] = (d * d).sum(axis=1).mean(axis=1)
+    return out
 
 
 def non_gaussian_alpha2(pos_A, lags, per_window: int = 8) -> np.ndarray:
