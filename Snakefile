@@ -16,8 +16,28 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 import superion.config as sc
+import superion.locks as sl
 from superion.atomic import write_text
 from superion.errors import SuperionError
+
+# After kill -9 of a Snakemake run in this directory its lock files remain ("Directory cannot
+# be locked"): remove those of a process that is gone (recorded in onstart below), or print the
+# exact --unlock command when that cannot be told. Jobs (SLURM, --mode remote) do not lock.
+if workflow.is_main_process:
+    sl.clear_stale_snakemake_locks()
+
+
+onstart:
+    sl.record_snakemake_lock_owner(getattr(workflow.persistence, "_lockfile", {}).values())
+
+
+onsuccess:
+    sl.forget_snakemake_lock_owner()
+
+
+onerror:
+    sl.forget_snakemake_lock_owner()
+
 
 # The default sweep only when no --configfile is given. A plain `configfile:` would be
 # deep-merged UNDER every --configfile (Snakemake's rule), adding default.yaml's systems and
@@ -89,6 +109,9 @@ def run_path(key, run, name=""):
     return f"{p}/{name}" if name else p
 
 
+# Every rule states its resources: threads (the config's `threads` for relax and MD, else 1),
+# mem_mb and runtime (minutes per attempt). Profiles add none, except that the GPU profile
+# (and, on SLURM, --set-resources md:gres=gpu:1) gives MD a GPU; nothing else asks for one.
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/md.smk"
 include: "workflow/rules/analysis.smk"
