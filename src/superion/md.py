@@ -614,7 +614,7 @@ def run_md(
     errstate = np.errstate(over="ignore", invalid="ignore")
     errstate.__enter__()
     try:
-        if start_step == 0:
+        if not resume:  # a fresh run; a resume from the step-0 checkpoint has recorded step 0 already
             engine.atoms.get_forces()  # evaluates the starting structure once (cached for step 1)
             guard.check_fast(0, engine)
             guard.check_overlap(0, engine.atoms)
