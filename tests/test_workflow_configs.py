@@ -109,3 +109,57 @@ def test_job_process_runs_the_validated_config_or_stops(root):
     line = [ln for ln in (bad.stdout + bad.stderr).splitlines() if "differs from" in ln]
     assert line and "first difference: config.threads" in line[0] and "results/smoke/config.json" in line[0]
     assert cfg_json.read_text() == before  # a job never rewrites the main process's config
+
+
+def _blocks(text: str) -> list[tuple[str, str]]:
+    """(rule, job block text) of each job in a dry run."""
+    out, cur = [], None
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        if m:
+            cur = [m.group(1), ""]
+            out.append(cur)
+        elif cur is not None and line.startswith("    "):
+            cur[1] += line + "\n"
+    return [tuple(b) for b in out]
+
+
+def _resources(block: str) -> dict[str, str]:
+    m = re.search(r"^    resources: (.*)$", block, re.M)
+    return dict(kv.split("=", 1) for kv in m.group(1).split(", ") if "=" in kv) if m else {}
+
+
+# profile -> (config, arguments): the commands of README.md / docs/workflow.md
+PROFILE_CMDS = {
+    "slurm-gpu-md": ("paper", ["--profile", "workflow/profiles/slurm", "--default-resources", "slurm_account=acct",
+                               "slurm_partition=cpu", "--set-resources", "md:slurm_partition=gpu", "md:gres=gpu:1"]),
+    "gpu": ("paper", ["--profile", "workflow/profiles/gpu"]),
+    "slurm": ("argyrodite", ["--profile", "workflow/profiles/slurm", "--default-resources", "slurm_account=acct",
+                             "slurm_partition=cpu"]),
+    "local": ("argyrodite", ["--profile", "workflow/profiles/local"]),
+}
+
+
+@pytest.mark.parametrize("profile", PROFILE_CMDS)
+def test_profile_commands_dry_run_and_only_md_asks_for_a_gpu(root, profile):
+    """The documented profile commands plan their config; the rules' own threads/mem/runtime reach
+    every job; a GPU is asked for by MD jobs only, and only where one is requested (gpu profile, gres)."""
+    name, args = PROFILE_CMDS[profile]
+    cfg = f"configs/{name}.yaml"
+    proc = _run([SNAKEMAKE, "all", "-n", "--cores", "64", "--configfile", cfg, *args], root)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    blocks = [b for b in _blocks(proc.stdout) if b[0] != "all"]
+    assert sum(r == "md" for r, _ in blocks) == _validate_runs(root, cfg)
+    threads = json.loads((root / "results" / name / "config.json").read_text())["threads"]
+    assert threads > 1  # so that the check below can tell config threads from the default
+    for rule, block in blocks:
+        res = _resources(block)
+        assert res.get("mem_mb", "").isdigit() and res.get("runtime", "").isdigit(), (rule, res)
+        m = re.search(r"^    threads: (\d+)$", block, re.M)
+        assert (int(m.group(1)) if m else 1) == (threads if rule in ("md", "relax") else 1), (rule, block)
+        gpu = res.get("gpu") == "1" or "gpu" in res.get("gres", "")
+        wants_gpu = rule == "md" and profile in ("gpu", "slurm-gpu-md")
+        assert gpu == wants_gpu, (profile, rule, res)
+        if profile.startswith("slurm"):
+            assert res.get("slurm_account") == "acct"
+            assert res.get("slurm_partition") == ("gpu" if wants_gpu else "cpu")
