@@ -161,14 +161,16 @@ die() { echo "test-slurm: FAILED: $*" >&2; exit 1; }
 # SLURM_CONF included, so srun inside a job would look for /etc/slurm/slurm.conf. A real cluster has
 # that file (or configless slurmd); this throw-away one does not, so the jobs find an srun that
 # restores SLURM_CONF first.
+BASE_PATH=$PATH
+REAL_SRUN=$(command -v srun)
 srun_shim() {
     mkdir -p "$1/bin"
     cat >"$1/bin/srun" <<EOF
 #!/bin/sh
-SLURM_CONF='$SLURM_CONF' exec "$(command -v srun)" "\$@"
+SLURM_CONF='$SLURM_CONF' exec '$REAL_SRUN' "\$@"
 EOF
     chmod +x "$1/bin/srun"
-    export PATH="$1/bin:$PATH"
+    export PATH="$1/bin:$BASE_PATH"  # this cluster's shim only
 }
 
 # The plan of a run: rule, wildcards, threads and resources of every job (a dry run of the same command).
