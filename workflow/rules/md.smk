@@ -31,9 +31,11 @@ rule md:
         device=CFG["device"],
         run_dir=lambda wc, output: str(Path(output[0]).parent),
     threads: CFG["threads"]
+    # Per attempt: a run longer than this is continued from its checkpoint by the next attempt
+    # (profiles' retries) or the next invocation. On a cluster: --set-resources md:runtime=...
     resources:
-        mem_mb=4000,
-        runtime=240,
+        mem_mb=8000,
+        runtime=1440,
     shell:
         "{SUPERION} md {input:q} --potential {params.potential:q} --temperature-K {wildcards.T}"
         " {params.settings} --seed {wildcards.seed} --device {params.device} --threads {threads}"

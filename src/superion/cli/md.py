@@ -81,9 +81,14 @@ def cmd_md(args: argparse.Namespace) -> int:
         max_temperature_factor=args.max_temperature_factor, min_distance_A=args.min_distance_A,
     ).validate()
     legacy = {"auto": None, "yes": True, "no": False}[args.legacy]
-    res = run_md(args.structure, args.out, settings, potential=args.potential, device=args.device,
-                 threads=args.threads, legacy=legacy, models_dir=args.models_dir,
-                 progress_every_s=args.progress_every_s or math.inf)  # 0: start and end only
+    from superion.locks import run_dir_lock
+
+    # One superion md per run directory: a second one (a job resubmitted while the first still
+    # runs, e.g. after Snakemake was killed) waits, then resumes or finds the run complete.
+    with run_dir_lock(args.out):
+        res = run_md(args.structure, args.out, settings, potential=args.potential, device=args.device,
+                     threads=args.threads, legacy=legacy, models_dir=args.models_dir,
+                     progress_every_s=args.progress_every_s or math.inf)  # 0: start and end only
     if res.status == "complete":
         print(f"superion md: {res.run_dir}: {res.steps_done} steps, {res.n_frames} frames, {res.wall_s:.1f} s")
     return 0

@@ -113,7 +113,7 @@ def run_md(
     progress = ProgressReporter(total, start_step, settings.timestep_fs, every_s=progress_every_s, write=log)
     loop = StepLoop(engine, [*replica_observers(settings, run, writer, thermo, engine.masses, shash), progress])
     try:
-        loop.run(start_step, total)
+        loop.run(start_step, total, fresh=not plan.resume)
     except SimulationError as exc:
         run.mark_failed(loop.step, str(exc), n_frames=writer.n_frames)
         raise
