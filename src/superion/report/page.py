@@ -103,8 +103,12 @@ def group_sentence(summary_row: dict, arr: dict) -> str:
         reason = (f"{len(temps)} temperature(s)" if len(temps) < 3 else "no fit" if ea is None
                   else f"Ea stderr {_g(se)} eV > half of Ea" if se is None or se > 0.5 * abs(ea) else None)
         resolved = reason is None
+    hops = ""
+    if "hops_resolved" in arr:  # Ea from hop rates (statistics fields)
+        hops = (f"; Ea from hop rates = {_g(_num(arr.get('Ea_hops_eV')))}{_ci(arr.get('Ea_hops_ci95_eV'))} eV"
+                if arr.get("hops_resolved") else f"; hop-rate Arrhenius not resolved: {arr.get('hops_not_resolved_reason')}")
     if not resolved:
-        return f"Arrhenius: not resolved: {reason or 'no reason given'}"
+        return f"Arrhenius: not resolved: {reason or 'no reason given'}" + hops
     ea = _num(arr.get("Ea_eV"))
     ci = _ci(arr.get("Ea_ci95_eV"), 2)
     se = _num(arr.get("Ea_stderr_eV"))
@@ -114,7 +118,7 @@ def group_sentence(summary_row: dict, arr: dict) -> str:
         out += f"; σ(300 K) = {_g(sig)}{_ci(arr.get('conductivity_300K_ci95_mS_cm'))} mS/cm"
     if "resolved" not in arr:
         out += " (resolution not assessed by this analysis)"
-    return out
+    return out + hops
 
 
 def page_content(cfg: dict, results: Path) -> dict:
@@ -144,14 +148,16 @@ def page_content(cfg: dict, results: Path) -> dict:
 
 
 def _columns(rows: list[dict]) -> list[str]:
-    """Columns with at least one value, in file order."""
-    cols = list(dict.fromkeys(k for r in rows for k in r))
+    """Columns with at least one value, in file order (warnings are given per group above the table)."""
+    cols = list(dict.fromkeys(k for r in rows for k in r if k != "warnings"))
     return [c for c in cols if any(r.get(c) not in (None, "") for r in rows)]
 
 
 def _cell(v: Any) -> str:
-    x = _num(v) if not isinstance(v, bool) else None
-    return f"{x:.3g}" if x is not None and not float(x).is_integer() else str("" if v is None else v)
+    x = _num(v) if not isinstance(v, (bool, str)) else None
+    if x is None:
+        return "" if v is None else str(v)
+    return str(int(x)) if x.is_integer() and abs(x) < 1e6 else f"{x:.3g}"
 
 
 def to_markdown(content: dict, out_dir: Path) -> str:

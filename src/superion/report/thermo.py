@@ -61,7 +61,7 @@ def thermo_figure(cfg: dict, summary: list[dict], runs: list[dict]):
         cmap = plt.get_cmap("plasma")
         color = {T: cmap(v) for T, v in zip(temps, np.linspace(0.1, 0.8, max(len(temps), 1)))}
         seeds = sorted({r["seed"] for r in rows})
-        drawn = 0
+        drawn, dashed = 0, False
         for r in rows:
             path = layout.run_file(str(r.get("run_dir") or ""), "thermo")
             if not path.is_file():
@@ -86,6 +86,7 @@ def thermo_figure(cfg: dict, summary: list[dict], runs: list[dict]):
                 # where the rest of the production would pass the check: the equilibration it needed
                 for ax in ax_row[2:]:
                     ax.axvline(after, color=color[r["temperature_K"]], ls="--", lw=0.8)
+                dashed = True
             drawn += 1
         if not drawn:
             _empty(ax_row[0], "no thermo.csv found")
@@ -100,8 +101,8 @@ def thermo_figure(cfg: dict, summary: list[dict], runs: list[dict]):
                     ax.axhline(T, color=color[T], ls=":", lw=0.8)
             if key == "P_bar" and p_target is not None:
                 ax.axhline(p_target, color="0.3", ls=":", lw=0.8)
-        sf.suptitle(_label(s) + "   (shaded: production; dashed: the rest of the production passes the drift check)",
-                    x=0.01, ha="left", fontsize=9)
+        note = "shaded: production" + ("; dashed: the rest of the production passes the drift check" if dashed else "")
+        sf.suptitle(f"{_label(s)}   ({note})", x=0.01, ha="left", fontsize=9)
         sf.legend(*ax_row[0].get_legend_handles_labels(), loc="outside upper right", frameon=False, fontsize=7,
                   ncols=min(4, max(1, drawn)))
     _footnote(fig, summary)
