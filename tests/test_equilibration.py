@@ -77,7 +77,7 @@ def test_nvt_and_temperature_warnings():
     t = np.arange(0, 6, 0.01)
     r = check_equilibration(_log(t, np.full(len(t), 1400.0), T=700.0), target_T_K=800)
     assert r["verdict"] == "equilibrated"
-    assert any("NVT" in w for w in r["warnings"]) and any("off the target" in w for w in r["warnings"])
+    assert any("NVT" in n for n in r["notes"]) and any("off the target" in w for w in r["warnings"])
 
 
 def test_cli_writes_json_and_the_table_warning(tmp_path, capsys):

@@ -16,8 +16,15 @@ Verdict: ``drifting`` (a significant drift of V or a length beyond its threshold
 whose block means wander beyond ``length_wander_max``), ``too short to judge`` (production shorter
 than ``min_production_ps``: a barostat with a ~1 ps period cannot be told from a drift, unless the
 drift is beyond ``short_run_factor`` x its threshold), else ``equilibrated``. Mean T off the
-target is a warning. ``equilibrated_after_ps`` is the earliest block start from which the rest of
-the production passes (null: never), i.e. how much more equilibration the run needed.
+target is a warning. ``equilibrated_after_ps`` is the earliest block start (ps from the start of
+the run) from which the rest of the production passes (null: never), i.e. the equilibration the
+run needed.
+
+JSON (``superion analyze equilibration``): ``verdict``, ``reasons``, ``flags`` ({quantity, kind
+drift|wander, value}), ``warnings`` (for the tables), ``notes``, ``thresholds``, ``production``
+{start_ps, end_ps, duration_ps, n_rows}, ``quantities`` {volume_A3, a_A, b_A, c_A: the statistics
+above}, ``temperature`` {mean_K, sd_K, target_K, relative_offset}, ``pressure`` {mean_bar,
+sd_bar}, ``equilibrated_after_ps``, ``thermo``, ``ensemble``, ``pdamp_fs``.
 """
 
 from __future__ import annotations
@@ -136,7 +143,7 @@ def check_equilibration(thermo: dict[str, np.ndarray], *, target_T_K: float | No
     phase = np.asarray(thermo["phase"]).astype(str)
     prod = phase == "production"
     n_blocks = int(thr["n_blocks"])
-    base: dict[str, Any] = {"format": FORMAT, "thresholds": thr, "reasons": [], "warnings": [], "flags": [],
+    base: dict[str, Any] = {"format": FORMAT, "thresholds": thr, "reasons": [], "warnings": [], "notes": [], "flags": [],
                             "equilibrated_after_ps": None, "quantities": {}}
     if prod.sum() < 2:
         return {**base, "verdict": "too short to judge", "production": {"n_rows": int(prod.sum()), "duration_ps": 0.0},
@@ -157,7 +164,7 @@ def check_equilibration(thermo: dict[str, np.ndarray], *, target_T_K: float | No
     if "P_bar" in cols:
         out["pressure"] = {"mean_bar": float(cols["P_bar"].mean()), "sd_bar": float(cols["P_bar"].std())}
     if "volume_A3" in stats and stats["volume_A3"]["relative_sd"] == 0.0:
-        out["warnings"].append("volume fixed (NVT): only the temperature is checked")
+        out["notes"].append("volume fixed (NVT): only the temperature is checked")
 
     if duration < thr["min_production_ps"] or len(t) < 2 * n_blocks:
         # Blocks shorter than a barostat period: only a drift far beyond the threshold is trusted.
