@@ -61,7 +61,7 @@ def thermo_figure(cfg: dict, summary: list[dict], runs: list[dict]):
         cmap = plt.get_cmap("plasma")
         color = {T: cmap(v) for T, v in zip(temps, np.linspace(0.1, 0.8, max(len(temps), 1)))}
         seeds = sorted({r["seed"] for r in rows})
-        drawn, dashed = 0, False
+        drawn, dashed, spans = 0, False, []
         for r in rows:
             path = layout.run_file(str(r.get("run_dir") or ""), "thermo")
             if not path.is_file():
@@ -78,9 +78,8 @@ def thermo_figure(cfg: dict, summary: list[dict], runs: list[dict]):
                 ts, xs = _smooth(t, th[key], SMOOTH_POINTS)
                 ax.plot(ts, xs, color=color[r["temperature_K"]], lw=1.2, ls=style,
                         label=f"{r['temperature_K']:g} K" + (f" s{r['seed']}" if len(seeds) > 1 else "") + f": {tag}")
-            if prod.any() and drawn == 0:
-                for ax in ax_row:
-                    ax.axvspan(t[prod][0], t[prod][-1], color="0.85", alpha=0.5, lw=0, zorder=0)
+            if prod.any():
+                spans.append((t[prod][0], t[prod][-1]))
             after = (v or {}).get("equilibrated_after_ps")
             if after is not None and prod.any() and after > t[prod][0]:
                 # where the rest of the production would pass the check: the equilibration it needed
@@ -88,6 +87,9 @@ def thermo_figure(cfg: dict, summary: list[dict], runs: list[dict]):
                     ax.axvline(after, color=color[r["temperature_K"]], ls="--", lw=0.8)
                 dashed = True
             drawn += 1
+        if spans:  # runs of a group may differ in length (one still running): shade their union
+            for ax in ax_row:
+                ax.axvspan(min(a for a, _ in spans), max(b for _, b in spans), color="0.85", alpha=0.5, lw=0, zorder=0)
         if not drawn:
             _empty(ax_row[0], "no thermo.csv found")
             for ax in ax_row[1:]:
