@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from superion.analysis.equilibration import (check_equilibration, equilibration_warnings, short_verdict,
-                                             write_equilibration)
+from superion.analysis.equilibration import (check_equilibration, equilibration_verdict, equilibration_warnings,
+                                             short_verdict, write_equilibration)
 from superion.cli import main
 from superion.md.storage import read_thermo
 
@@ -92,7 +92,8 @@ def test_cli_writes_json_and_the_table_warning(tmp_path, capsys):
     assert data["verdict"] == "drifting" and data["ensemble"] == "npt" and data["thresholds"]["volume_drift_max"] == 0.03
     warn = equilibration_warnings(out.parent)
     assert warn and warn[0].startswith("NOT EQUILIBRIUM DATA")
-    assert equilibration_warnings(tmp_path) == []  # no check written: no warning
+    assert equilibration_verdict(out.parent) == "drifting (a, b, c wander)"
+    assert equilibration_warnings(tmp_path) == [] and equilibration_verdict(tmp_path) is None  # not checked
     # a looser threshold is recorded and used
     r = write_equilibration(run, tmp_path / "loose.json", thresholds={"length_wander_max": 0.5})
     assert r["verdict"] == "equilibrated" and r["thresholds"]["length_wander_max"] == 0.5

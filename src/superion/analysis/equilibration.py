@@ -240,17 +240,32 @@ def summary_line(result: dict) -> str:
     return result["verdict"] + (f" ({why})" if why and result["verdict"] != "equilibrated" else "")
 
 
-def equilibration_warnings(analysis_dir: str | os.PathLike) -> list[str]:
-    """Table warnings of a run from its ``equilibration.json`` (none when the file is absent)."""
+def read_equilibration(analysis_dir: str | os.PathLike) -> dict | None:
+    """The run's ``equilibration.json`` (None if absent, {} if unreadable)."""
     from superion import layout
 
     path = layout.analysis_file(analysis_dir, "equilibration")
     if not path.is_file():
-        return []
+        return None
     try:
-        result = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError:
-        return [f"unreadable {path}: equilibration not checked"]
+        return {}
+
+
+def equilibration_verdict(analysis_dir: str | os.PathLike) -> str | None:
+    """:func:`short_verdict` of the run's ``equilibration.json`` (a table column; None when not checked)."""
+    result = read_equilibration(analysis_dir)
+    return None if not result else short_verdict(result)
+
+
+def equilibration_warnings(analysis_dir: str | os.PathLike) -> list[str]:
+    """Table warnings of a run from its ``equilibration.json`` (none when the file is absent)."""
+    result = read_equilibration(analysis_dir)
+    if result is None:
+        return []
+    if not result:
+        return ["unreadable equilibration.json: equilibration not checked"]
     out = []
     if result.get("verdict") == "drifting":
         out.append("NOT EQUILIBRIUM DATA: cell drifting in production (" + "; ".join(result.get("reasons") or []) + ")")

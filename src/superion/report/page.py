@@ -123,6 +123,7 @@ def group_sentence(summary_row: dict, arr: dict) -> str:
 
 def page_content(cfg: dict, results: Path) -> dict:
     """The page as data: title, per-group statements, summary table, figures (paths that exist)."""
+    from superion.analysis.equilibration import read_equilibration
     from superion.report.tables import read_csv
 
     summary = read_csv(results / layout.LAYOUT["summary"])  # SuperionError if the tables were not made
@@ -136,7 +137,7 @@ def page_content(cfg: dict, results: Path) -> dict:
         for r in rows:
             diff = _json(r.get("diffusion_json"))
             adir = Path(str(r.get("diffusion_json") or "")).parent
-            lines.append(run_sentence(r, diff, _json(layout.analysis_file(adir, "equilibration"))))
+            lines.append(run_sentence(r, diff, read_equilibration(adir) or {}))
         arr = _json(results / layout.LAYOUT["arrhenius"].format(system=key[0], mass=key[1]))
         lines.append(group_sentence(s, arr))
         title = str(s.get("label") or s["system"]) + ("" if s.get("mass_scaling") in (None, "none") else f", {s['mass_scaling']}")

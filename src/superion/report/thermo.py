@@ -9,7 +9,6 @@ Units: time in ps, T in K, P in bar, V in Å³, lengths in Å.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 PANELS = (("T_K", "T (K)"), ("P_bar", "P (bar)"), ("volume_A3", "V (Å³)"),
@@ -17,20 +16,6 @@ PANELS = (("T_K", "T (K)"), ("P_bar", "P (bar)"), ("volume_A3", "V (Å³)"),
 STYLES = ("-", "--", ":", "-.")
 MAX_RAW_POINTS = 4000  # thin raw line (strided above this); the bold line is block-averaged
 SMOOTH_POINTS = 150
-
-
-def _verdict(row: dict) -> dict | None:
-    """The run's equilibration.json beside its diffusion.json (None if absent or unreadable)."""
-    from superion import layout
-
-    djson = row.get("diffusion_json")
-    if not djson:
-        return None
-    path = layout.analysis_file(Path(str(djson)).parent, "equilibration")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _smooth(t, x, n: int):
@@ -45,7 +30,7 @@ def thermo_figure(cfg: dict, summary: list[dict], runs: list[dict]):
     import numpy as np
 
     from superion import layout
-    from superion.analysis.equilibration import short_verdict
+    from superion.analysis.equilibration import read_equilibration, short_verdict
     from superion.md.storage import read_thermo
     from superion.report.figures import _empty, _footnote, _group_key, _label, _plt
 
@@ -69,7 +54,7 @@ def thermo_figure(cfg: dict, summary: list[dict], runs: list[dict]):
             th = read_thermo(path)
             t = th["time_fs"] / 1000.0
             prod = th["phase"] == "production"
-            v = _verdict(r)
+            v = read_equilibration(Path(str(r.get("diffusion_json") or "")).parent) if r.get("diffusion_json") else None
             tag = short_verdict(v).replace("drifting", "DRIFTING") if v else "not checked"
             style = STYLES[seeds.index(r["seed"]) % len(STYLES)]
             stride = max(1, len(t) // MAX_RAW_POINTS)
