@@ -91,6 +91,25 @@ rule density:
         " > {log:q} 2>&1"
 
 
+# Does V or the cell drift during production? (thermo.csv only: cheap, no trajectory read)
+rule equilibration:
+    input:
+        f"{RES}/" + layout.LAYOUT["run"] + "/" + layout.COMPLETE_NAME,
+    output:
+        f"{ANALYSIS}/" + layout.ANALYSIS_FILES["equilibration"],
+    log:
+        f"{LOGS}/equilibration/{ALOG}.log",
+    benchmark:
+        f"{BENCH}/equilibration/{ALOG}.tsv"
+    params:
+        run_dir=_run_dir,
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{SUPERION} analyze equilibration {params.run_dir:q} --json {output:q} > {log:q} 2>&1"
+
+
 def _group_diffusion(wc):
     return [run_path("analysis", r, layout.ANALYSIS_FILES["diffusion"]) for r in sc.runs(CFG, system=wc.system, mass=wc.mass)]
 

@@ -82,6 +82,7 @@ def register(subparsers) -> None:
     g.add_argument("--grid-spacing-A", type=float, default=0.2, help="grid spacing (A, default 0.2)")
     g.add_argument("--out", required=True, metavar="FILE", help="*.cube or *CHGCAR*")
     g.set_defaults(func=cmd_density)
+    register_equilibration(sub)
 
     p.set_defaults(func=lambda args: _help(p))
 
@@ -171,4 +172,38 @@ def cmd_density(args: argparse.Namespace) -> int:
                         frame_interval_fs=args.frame_interval_fs, open_options=_open_options(args))
     print(f"superion analyze density: {res.n_ions} {res.species} over {res.n_frames} frames on a "
           f"{'x'.join(map(str, res.shape))} grid -> {args.out}")
+    return 0
+
+
+def register_equilibration(sub) -> None:
+    """``superion analyze equilibration RUN_DIR --json OUT``: does V or the cell drift in production?"""
+    e = sub.add_parser(
+        "equilibration",
+        help="flag a run whose volume or cell lengths drift during production (from thermo.csv)",
+        description="Production part of RUN_DIR/thermo.csv: relative drift of V, a, b, c (linear fit, block-averaged "
+                    "stderr), first-vs-last-third change, block-mean range, mean T vs target. Verdict equilibrated | "
+                    "drifting | too short to judge, with reasons.",
+    )
+    e.add_argument("run_dir", metavar="RUN_DIR", help="MD run directory (or its thermo.csv)")
+    e.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a threshold, e.g. volume_drift_max=0.05 (repeatable; see the JSON's thresholds)")
+    e.add_argument("--json", required=True, metavar="OUT")
+    e.set_defaults(func=cmd_equilibration)
+
+
+def cmd_equilibration(args: argparse.Namespace) -> int:
+    from superion.analysis.equilibration import summary_line, write_equilibration
+    from superion.errors import SuperionError
+
+    thresholds = {}
+    for item in args.threshold:
+        name, _, value = item.partition("=")
+        try:
+            thresholds[name.strip()] = float(value)
+        except ValueError:
+            raise SuperionError(f"--threshold {item!r} is not NAME=NUMBER; e.g. --threshold volume_drift_max=0.05") from None
+    r = write_equilibration(args.run_dir, args.json, thresholds=thresholds)
+    print(f"superion analyze equilibration: {args.run_dir}: {summary_line(r)}")
+    for w in r["warnings"]:
+        print(f"  warning: {w}")
     return 0

@@ -17,6 +17,7 @@ from superion.workflow import config as sc
 from superion.atomic import atomic_path
 from superion.errors import SuperionError
 from superion.report.tables import read_csv
+from superion.report.thermo import thermo_figure
 from superion.units import K_B_EV_K as KB_EV_K
 
 
@@ -334,6 +335,7 @@ FIGURES: dict[str, Callable] = {
     "rotation": rotation_figure,
     "msd": msd_figure,
     "density": density_figure,
+    "thermo": thermo_figure,
 }
 assert set(FIGURES) == set(layout.FIGURE_KINDS)
 
