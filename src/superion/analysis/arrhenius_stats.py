@@ -24,7 +24,8 @@ import numpy as np
 
 from superion.errors import SuperionError
 
-K_B_EV_K = 8.617333262e-5
+from superion.units import K_B_EV_K
+
 Z95 = 1.959963984540054
 
 
@@ -169,6 +170,7 @@ def fit_arrhenius_rates(temperatures_K, n_hops, n_ions, duration_ps, *, target_K
     σ(ln Γ) from the exact 95 % Poisson interval of each count; runs with 0 hops are upper
     bounds (one-sided 95 %: 2.996 events) and are excluded from the fit, like non-diffusive D."""
     from superion.analysis.hops import poisson_interval, poisson_upper
+    from superion.units import PS_TO_S
 
     T = np.atleast_1d(np.asarray(temperatures_K, dtype=np.float64))
     n = np.broadcast_to(np.asarray(n_hops, dtype=np.int64), T.shape)
@@ -176,7 +178,7 @@ def fit_arrhenius_rates(temperatures_K, n_hops, n_ions, duration_ps, *, target_K
     dur = np.broadcast_to(np.asarray(duration_ps, dtype=np.float64), T.shape)
     if np.any(ni <= 0) or np.any(dur <= 0):
         raise SuperionError("hop-rate fit needs n_ions > 0 and duration_ps > 0 for every run")
-    exposure_s = ni * dur * 1e-12
+    exposure_s = ni * dur * PS_TO_S
     rows, used = [], []
     for k in range(len(T)):
         rate = n[k] / exposure_s[k]
