@@ -34,6 +34,9 @@ def interval_resolved(ci, max_decades: float = 2.0) -> dict:
     if ci is None:
         return {"resolved": False, "decades": None, "not_resolved_reason": "no interval"}
     lo, hi = float(ci[0]), float(ci[1])
+    if lo >= 0 and hi > 0 and (lo == 0 or np.isinf(hi)):  # exp() under/overflowed: unbounded in log space
+        return {"resolved": False, "decades": float("inf"),
+                "not_resolved_reason": f"95 % interval spans more than {max_decades:g} decades (unbounded)"}
     if not (lo > 0 and hi >= lo):
         return {"resolved": False, "decades": None, "not_resolved_reason": f"interval [{lo:g}, {hi:g}] is not positive"}
     dec = float(np.log10(hi / lo))
@@ -82,7 +85,8 @@ def fit_arrhenius_log(temperatures_K, y, sigma_ln_y, *, target_K: float | None =
         if out["cov_lnprefactor_Ea"] is not None:
             sd = float(np.sqrt(g @ np.asarray(out["cov_lnprefactor_Ea"]) @ g))
             q = float(student_t.ppf(0.975, dof))
-            ci = [float(np.exp(ln_t - q * sd)), float(np.exp(ln_t + q * sd))]
+            with np.errstate(over="ignore", under="ignore"):
+                ci = [float(np.exp(ln_t - q * sd)), float(np.exp(ln_t + q * sd))]
             out["value_at_target_ci95"] = ci
             out["value_at_target_resolved"] = interval_resolved(ci)
         else:

@@ -186,18 +186,36 @@ def density_maxima_frac(frac, cell_A, *, spacing_A: float = DEFAULT_SPACING_A, s
 
 
 def hop_sites_frac(frac, cell_A, start_frac, *, min_relative: float = SITE_MIN_RELATIVE,
-                   dedupe_A: float = SITE_DEDUPE_A, spacing_A: float = DEFAULT_SPACING_A) -> dict:
+                   dedupe_A: float = SITE_DEDUPE_A, spacing_A: float = DEFAULT_SPACING_A, snap_A: float | None = None) -> dict:
     """Sites for hop counting: the mobile ions' starting positions plus the density maxima of the
     run that lie farther than ``dedupe_A`` (1 Å) from every site kept so far (interstitials).
 
     frac: (F, n, 3) fractional positions over the run; start_frac: (n, 3) first frame. A maximum
     counts only when its smoothed density is >= ``min_relative`` × the median density maximum at
-    the starting sites (relative, so no species- or length-specific constant). Returns
+    the starting sites (relative, so no species- or length-specific constant); starting positions
+    closer than ``dedupe_A`` to each other are one site; with ``snap_A`` (Å, e.g. half the hop
+    length) each starting position is first moved to the nearest density maximum within it. Returns
     {"sites_frac" (S, 3), "n_start_sites", "n_interstitial_sites", "method"}."""
     cell = np.asarray(cell_A, dtype=np.float64)
     start = np.asarray(start_frac, dtype=np.float64) % 1.0
     peaks, vals = density_maxima_frac(frac, cell, spacing_A=spacing_A)
-    sites = list(start)
+    if snap_A and len(peaks):
+        # the first frame catches each ion somewhere in its thermal cloud (seen: 1.2 Å off its centre);
+        # the site is the cloud's density maximum, the nearest one within snap_A (half a hop)
+        d = start[:, None, :] - peaks[None, :, :]
+        d -= np.round(d)
+        r = np.linalg.norm(d @ cell, axis=2)
+        near = r.argmin(axis=1)
+        start = np.where((r.min(axis=1) <= snap_A)[:, None], peaks[near], start)
+    sites: list = []
+    for p in start:  # two ions within dedupe_A of each other share one site (else they flicker between two)
+        if sites:
+            dd = np.asarray(sites) - p
+            dd -= np.round(dd)
+            if np.linalg.norm(dd @ cell, axis=1).min() <= dedupe_A:
+                continue
+        sites.append(p)
+    n_start = len(sites)
     if len(peaks):
         d = peaks[:, None, :] - start[None, :, :]
         d -= np.round(d)
@@ -212,9 +230,10 @@ def hop_sites_frac(frac, cell_A, start_frac, *, min_relative: float = SITE_MIN_R
                 sites.append(p)
     return {
         "sites_frac": np.asarray(sites),
-        "n_start_sites": int(len(start)),
-        "n_interstitial_sites": int(len(sites) - len(start)),
-        "method": (f"starting positions of the mobile ions + maxima of the run's density (fractional grid {spacing_A:g} A, "
+        "n_start_sites": int(n_start),
+        "n_interstitial_sites": int(len(sites) - n_start),
+        "method": (("starting positions of the mobile ions (each moved to the nearest density maximum within "
+                    f"{snap_A:.3g} A)" if snap_A else "starting positions of the mobile ions") + f" + maxima of the run's density (fractional grid {spacing_A:g} A, "
                    f"Gaussian smoothing {SITE_SMOOTH_A:g} A, maxima over {SITE_WINDOW_A:g} A) with >= {min_relative:g} x the median "
                    f"maximum at the starting sites, farther than {dedupe_A:g} A from every other site"),
     }

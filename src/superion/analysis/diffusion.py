@@ -153,7 +153,7 @@ def msd_at_reference_lag(pos_A: np.ndarray, dt_ps: float, ref_lag_ps: float = DE
     }
 
 
-def _hop_statistics(pos_A: np.ndarray, cells_A: np.ndarray, start_frac: np.ndarray, dt_ps: float) -> tuple[dict, object]:
+def _hop_statistics(pos_A: np.ndarray, cells_A: np.ndarray, start_frac: np.ndarray, dt_ps: float, hop_length_A: float) -> tuple[dict, object]:
     """Hop counts between the starting sites + density-maximum interstitials (see density.hop_sites_frac)."""
     from superion.analysis.density import hop_sites_frac
     from superion.analysis.hops import count_hops
@@ -161,7 +161,7 @@ def _hop_statistics(pos_A: np.ndarray, cells_A: np.ndarray, start_frac: np.ndarr
 
     cells = np.broadcast_to(np.asarray(cells_A, dtype=np.float64), (pos_A.shape[2], 3, 3))
     frac = np.einsum("ikf,fkl->fil", pos_A, inverse_cells(np.ascontiguousarray(cells))[0])
-    sites = hop_sites_frac(frac, cells.mean(axis=0), start_frac)
+    sites = hop_sites_frac(frac, cells.mean(axis=0), start_frac, snap_A=0.5 * hop_length_A)
     hr = count_hops(pos_A, cells, sites["sites_frac"], dt_ps)
     summ = hr.summary()
     summ.update(n_hop_sites=len(sites["sites_frac"]), n_start_sites=sites["n_start_sites"],
@@ -323,7 +323,7 @@ def analyze_displacements(
     hops: dict = {"n_hops": None, "hop_rate_per_s": None, "hop_rate_ci95_per_s": None,
                   "hop_note": "no first-frame positions and cells: hops not counted"}
     if start_frac is not None:
-        hops, hr = _hop_statistics(pos, np.asarray(cells_A, dtype=np.float64), start_frac, dt_ps)
+        hops, hr = _hop_statistics(pos, np.asarray(cells_A, dtype=np.float64), start_frac, dt_ps, h)
         if diffusive and D:
             hops.update(hr.correlation_factor(D, D_ci))
         else:
