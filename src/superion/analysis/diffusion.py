@@ -461,8 +461,11 @@ def write_diffusion(
     (:func:`analyze_trajectory`; ``kwargs`` as for :func:`analyze_displacements`), write the
     summary JSON to ``json_path`` and the MSD curves beside it (.npz). Returns the summary.
     ``open_options`` go to :func:`~superion.trajectory.open_trajectory` (format, type_map, topology)."""
+    import json
+
     from superion import __version__
     from superion.analysis.outputs import curves_path, write_result
+    from superion.atomic import json_default
     from superion.paths import check_writable
     from superion.trajectory import open_trajectory
 
@@ -473,5 +476,6 @@ def write_diffusion(
         res = analyze_trajectory(traj, species, temperature_K, drift=drift, **kwargs)
     npz = curves_path(json_path)
     summary = {"source": str(trajectory), **res.summary, "msd_file": npz.name, "superion_version": __version__}
+    summary = json.loads(json.dumps(summary, default=json_default, allow_nan=True))  # plain types: returned == written
     write_result(json_path, summary, res.curves)
     return summary
