@@ -356,7 +356,9 @@ def msd_figure(cfg: dict, summary: list[dict], runs: list[dict]):
         ax.set_title(_label(s) + "\n(thick: fit window)", fontsize=8)
         ax.set_xlabel("lag time (ps)")
         ax.set_ylabel("MSD (Å²)")
-        ax.legend(frameon=False, fontsize=6, loc="lower right")
+        # on the top-most axes (the β twin draws over the MSD axes), upper left: MSD curves rise to the right
+        h_, l_ = ax.get_legend_handles_labels()
+        (bx or ax).legend(h_, l_, fontsize=6, loc="upper left", framealpha=0.8, edgecolor="none")
     for ax in axes[len(summary):]:
         ax.set_visible(False)
     _footnote(fig, summary + runs)
