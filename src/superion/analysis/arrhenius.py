@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from superion.analysis.arrhenius_stats import Z95
 from superion.analysis.diffusion import nernst_einstein_mS_cm
 from superion.errors import SuperionError
 
 MIN_RESOLVED_TEMPERATURES = 3
 MAX_DECADES = 2.0
-Z95 = 1.959963984540054
 
 
 def _point(src: str, r: dict) -> dict:

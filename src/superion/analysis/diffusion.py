@@ -1,25 +1,33 @@
-"""Tracer and charge diffusivity, Nernst–Einstein conductivity, Haven ratio, active ions.
+"""Regime, tracer and charge diffusivity, Nernst–Einstein conductivity, Haven ratio, hops, active ions.
 
 Conventions (see ../shared/docs/science.md):
-- D = slope / 6 of the all-origin MSD (Å²) vs lag (ps) in a fit window; 1 Å²/ps = 1e-4 cm²/s.
-- Default fit window: 10 % to 50 % of the trajectory duration. The start skips the
-  ballistic/vibrational regime (≲ 1 ps) for any run longer than ~10 ps; the end keeps at least
-  two independent time origins per lag, before the noisy tail. Both are configurable (ps).
-- Standard error: every ion gets its own OLS slope D_i on its own all-origin MSD in the same
-  window; D (the slope of the ion-averaged MSD) equals mean(D_i) because OLS is linear, and
-  stderr = std(D_i) / sqrt(n_ions). Each D_i carries the full time correlation of its MSD
-  points, so this is not the (too small) naive OLS error of correlated points; it assumes the
-  ions move independently (the Haven ratio says how far that holds). The naive OLS error is
-  reported beside it for comparison.
+- Statistics core: :func:`superion.analysis.diffusion_stats.diffusion_statistics` chooses the fit
+  window from the data (local exponent β ≈ 1 after the cage regime; end = duration/3, three
+  independent origins), classifies the run against the hop length h of the structure (median
+  nearest-neighbour distance of the mobile ions in the first frame) as ``diffusive``,
+  ``subdiffusive`` or ``immobile``, and gives a diffusive run its GLS D with a 95 % interval.
+  A non-diffusive run gets ``diffusivity_cm2_s`` = null and ``diffusivity_upper_bound_cm2_s``
+  (one-sided 95 % limit of MSD(t)/(6t) at the window end, see :mod:`~superion.analysis.regime`);
+  conductivity, charge diffusivity and Haven ratio are then null too (σ gets its bound).
+  ``--fit-start-ps/--fit-end-ps`` override the window. 1 Å²/ps = 1e-4 cm²/s.
+- Per-ion spread: each ion's OLS slope over the window (``per_ion_diffusivity_cm2_s`` in the
+  .npz) and, for diffusive runs, the per-ion-spread stderr beside the GLS one.
 - Nernst–Einstein σ = n (Ze)² D / (k_B T), n = n_ions / ⟨V⟩ with ⟨V⟩ the mean volume over frames
   (NPT), SI throughout, reported in mS/cm (1 S/m = 10 mS/cm).
-- Collective (charge) diffusivity D_σ = slope / 6 of MSD(Σ_i Δr_i) / n_ions; σ_collective uses
-  D_σ; Haven ratio H = D / D_σ. The centre-of-charge MSD is one series per run (no averaging
-  over ions), so D_σ is far noisier than D: its stderr comes from the spread over 8 consecutive
-  time blocks (see :func:`collective_block_stderr`) and is propagated into H.
-- Active ion: its own squared displacement from its start (drift-corrected) reaches
-  ``threshold_A2`` at any time of the run (max over time). Fraction = n_active / normalization
-  (default: number of ions of the species).
+- Collective (charge) diffusivity D_σ = slope / 6 of MSD(Σ_i Δr_i) / n_ions over the same window
+  (OLS); Haven ratio H = D / D_σ; D_σ's stderr from 8 consecutive time blocks
+  (:func:`collective_block_stderr`), propagated into H. Diffusive runs only.
+- Short-run mobility numbers that are resolved when D is not: the MSD at a reference lag
+  (``msd_ref_*``, bootstrap 95 % interval over ions, :func:`msd_at_reference_lag`) and the
+  active-ion fraction with its Clopper–Pearson interval. Active ion: its own squared
+  displacement from its start (drift-corrected) reaches ``threshold_A2`` at any time of the run.
+- Hops (with first-frame positions and cells): sites = starting positions of the mobile ions
+  (snapped to their density maximum) + interstitial density maxima of the run
+  (:func:`superion.analysis.density.hop_sites_frac`); rate with the exact Poisson interval,
+  correlation factor f = D / (Γ⟨a²⟩/6) for diffusive runs (:mod:`~superion.analysis.hops`).
+- Positions: fractional unwrapping r = s_u · h(t) (superion's unwrap). Under strong NPT cell
+  breathing this biases the MSD slightly (the stats author's finding); a TOR-style unwrap that
+  accumulates Cartesian minimum-image steps would avoid it — not done yet.
 """
 
 from __future__ import annotations
