@@ -121,7 +121,9 @@ def arrhenius_figure(cfg: dict, summary: list[dict], runs: list[dict]):
     colors = _colors(len(summary))
     n_bounds, plotted, reasons = 0, 0, []
     ys = []
+    ys_groups: list = []
     for color, s in zip(colors, summary):
+        ys_groups.append(s)
         pts = by_group.get(_group_key(s), [])
         num = lambda key: np.array([p[key] if isinstance(p.get(key), float) else np.nan for p in pts], float)  # noqa: E731
         T, D = num("temperature_K"), num("diffusivity_cm2_s")
@@ -142,7 +144,9 @@ def arrhenius_figure(cfg: dict, summary: list[dict], runs: list[dict]):
             label = None
         bnd = ~ok & np.isfinite(ub) & (ub > 0)
         if bnd.any():
-            _bound_arrows(ax, 1000.0 / T[bnd], ub[bnd], color)
+            # groups side by side at one T (arrows of equal bounds would hide each other)
+            shift = 0.004 * (len(ys_groups) - 1 - (len(summary) - 1) / 2)
+            _bound_arrows(ax, 1000.0 / T[bnd] + shift, ub[bnd], color)
             ax.plot([], [], marker="$\\downarrow$", ls="none", ms=7, color=color, label=label)
             ys += list(ub[bnd]) + list(ub[bnd] / 3.0)
             n_bounds += int(bnd.sum())
@@ -246,6 +250,11 @@ def mass_scaling_figure(cfg: dict, summary: list[dict], runs: list[dict]):
             alpha = 0.35 + 0.65 * (j + 1) / len(temps)
             axes[3].plot(f, y, "o-", ms=3, color=color, alpha=alpha,
                          label=f"{lab}, {key[len('active_fraction_'):-1]} K")
+    for ax, what in ((axes[0], "σ(300 K)"), (axes[1], "Ea")):
+        if not ax.containers:  # nothing resolved: say so instead of an empty frame with meaningless ticks
+            ax.text(0.5, 0.5, f"{what} not resolved\nfor any mass setting\n(see not_resolved_reason in summary.csv)",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=7, color="0.3")
+            ax.set_yticks([])
     lag = sorted({r["msd_ref_lag_ps"] for r in runs if isinstance(r.get("msd_ref_lag_ps"), float)})
     lag_txt = f"{lag[0]:g} ps" if len(lag) == 1 else "reference lag"
     if any(ln.get_ydata().size and np.nanmax(ln.get_ydata()) > 0 for ln in axes[0].get_lines()):
@@ -263,7 +272,7 @@ def mass_scaling_figure(cfg: dict, summary: list[dict], runs: list[dict]):
     axes[1].set_title("activation energy")
     axes[2].set_title(f"mean squared displacement at {lag_txt}")
     axes[3].set_title("active mobile ions (per T)")
-    _footnote(fig, summary)
+    _footnote(fig, summary + runs)
     return fig
 
 
@@ -346,8 +355,11 @@ def msd_figure(cfg: dict, summary: list[dict], runs: list[dict]):
         if h:
             ax.axhline(h * h, color="0.4", ls=":", lw=0.8, label=f"one hop h² = {h * h:.3g} Å²")
         if ax.get_lines():
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # short runs span < 1 decade: minor labels collide
         if bx is not None:
             bx.axhline(1.0, color="0.6", lw=0.6, ls="--")
             bx.set_ylim(0, 2.2)

@@ -189,7 +189,7 @@ def _group_warnings(cfg: dict, system: str, rows: list[dict], arr: dict) -> list
         out.append(f"short runs ({md['production_ps']:g} ps production < {SHORT_PRODUCTION_PS:g} ps): D, Ea and sigma are noisy")
     if len(temps) < 3:
         out.append(f"only {len(temps)} temperature(s): Ea has no meaningful error")
-    if temps and min(temps) > 400:
+    if temps and min(temps) > 400 and arr.get("resolved", True):
         out.append(f"300 K values extrapolated from >= {min(temps):g} K")
     bound = [r["temperature_K"] for r in rows if (_num(r.get("diffusivity_cm2_s")) or 0.0) <= 0]
     if bound:
@@ -202,6 +202,9 @@ def _group_warnings(cfg: dict, system: str, rows: list[dict], arr: dict) -> list
     if ea is not None and ea <= 0:
         out.append("non-positive Ea: the Arrhenius fit is not physical (noise)")
     for w in arr.get("warnings") or []:
+        # per-run exclusions and "no fit" are said once above ("D not resolved ... at", "Arrhenius not resolved")
+        if "excluded from the fit (upper bound only)" in str(w) or str(w).startswith("no Arrhenius fit"):
+            continue
         out.append(str(w))
     return list(dict.fromkeys(out))
 
