@@ -12,6 +12,8 @@ def _fit_args(wc):
         args.append(f"--fit-start-ps {an['fit_start_ps']:g}")
     if an["fit_end_ps"] is not None:
         args.append(f"--fit-end-ps {an['fit_end_ps']:g}")
+    if an.get("msd_ref_lag_ps") is not None:
+        args.append(f"--msd-ref-lag-ps {an['msd_ref_lag_ps']:g}")
     if an["active_normalization"] != "n_ions":
         args.append(f"--active-normalization {an['active_normalization']}")
     return " ".join(args)
