@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from superion import layout
+from superion.analysis.equilibration import equilibration_verdict, equilibration_warnings
 from superion.workflow import config as sc
 from superion.atomic import write_text
 from superion.errors import SuperionError
@@ -153,7 +154,8 @@ def collect_runs(cfg: dict, results: Path | None = None) -> list[dict]:
         row["hop_rate_text_per_s"] = interval_text(diff.get("hop_rate_per_s"), diff.get("hop_rate_ci95_per_s"))
         row["msd_ref_text_A2"] = interval_text(diff.get("msd_ref_A2"), diff.get("msd_ref_ci95_A2"))
         tdiff = _num(diff.get("temperature_K"))
-        warnings = list(diff.get("warnings") or [])
+        warnings = list(diff.get("warnings") or []) + equilibration_warnings(adir)
+        row["equilibration"] = equilibration_verdict(adir)
         if tdiff is not None and abs(tdiff - run.temperature_K) > 1e-6:
             warnings.append(f"analysis temperature {tdiff:g} K differs from the run's {run.temperature_K:g} K")
         row["active_normalization"] = an["active_normalization"]
