@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from superion.errors import SimulationError
+from superion.killpoints import kill_point
 from superion.md.engine import KineticTemperature
 from superion.md.settings import RUN_FORMAT, MDSettings
 
@@ -181,6 +182,7 @@ class FrameRecorder(Observer):
     def __call__(self, step: int, replica) -> None:
         vel = replica.momenta() * self.vel_factor if self.vel_factor is not None else None
         self.writer.append(step, step * self.dt_fs, replica.positions(), replica.cell(), vel)
+        kill_point("frame", step)
 
 
 class CheckpointRecorder(Observer):
@@ -206,12 +208,15 @@ class CheckpointRecorder(Observer):
     def __call__(self, step: int, replica) -> None:
         from superion.md.storage import write_checkpoint
 
+        kill_point("checkpoint", step)
         self.writer.flush()
         self.thermo.flush()
+        kill_point("checkpoint-flushed", step)
         write_checkpoint(self.path, replica.get_state(), {
             "step": step, "n_frames": self.writer.n_frames, "n_thermo_rows": self.thermo.n_rows,
             "settings_hash": self.settings_hash, "format": RUN_FORMAT,
         })
+        kill_point("checkpoint-written", step)
 
 
 # --------------------------------------------------------------------------- progress

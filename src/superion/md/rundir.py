@@ -27,7 +27,8 @@ from typing import Any
 
 from superion.atomic import write_json
 from superion.errors import SuperionError
-from superion.layout import COMPLETE_NAME, METADATA_NAME, run_file
+from superion.killpoints import kill_point
+from superion.layout import COMPLETE_NAME, METADATA_NAME, RUN_FILES, run_file
 from superion.md.settings import RUN_FORMAT, MDSettings
 from superion.provenance import now_utc, software_versions
 
@@ -136,10 +137,18 @@ class RunDirectory:
         thermo = ThermoLog(self.thermo_path, keep_rows=int(checkpoint_info["n_thermo_rows"]))
         return writer, thermo
 
+    def remove_temporaries(self) -> None:
+        """Delete half-written files of a killed attempt (``superion.atomic`` temporaries, named
+        ``.<stem>.*``). Safe: the caller holds the run-directory lock, so no writer is active."""
+        for name in RUN_FILES.values():
+            for tmp in self.path.glob(f".{Path(name).stem}.*"):
+                tmp.unlink(missing_ok=True)
+
     # Status ------------------------------------------------------------------------------
     def begin(self, meta: dict) -> None:
-        """Write this attempt's metadata (status "running")."""
+        """Write this attempt's metadata (status "running"); drop temporaries a kill left."""
         self.meta = meta
+        self.remove_temporaries()
         write_json(self.metadata_path, meta)
 
     def mark_failed(self, step: int, message: str, n_frames: int) -> None:
@@ -155,9 +164,11 @@ class RunDirectory:
 
     def mark_complete(self, *, steps: int, n_frames: int, wall_s: float, steps_per_s: float | None) -> None:
         """Final metadata, then complete.json (written last: the workflow's output)."""
+        kill_point("complete", steps)
         self.meta.update(status="complete", message="", finished_utc=now_utc(), n_frames=n_frames, wall_s=wall_s,
                          steps_per_s=steps_per_s)
         write_json(self.metadata_path, self.meta)
+        kill_point("complete-metadata", steps)
         write_json(self.complete_path, {"status": "complete", "settings_hash": self.meta["settings_hash"],
                                         "steps": steps, "n_frames": n_frames,
                                         "finished_utc": self.meta["finished_utc"]})

@@ -15,6 +15,7 @@ import numpy as np
 
 from superion.atomic import atomic_path, json_default, write_text
 from superion.errors import SuperionError
+from superion.killpoints import kill_point
 
 THERMO_COLUMNS = (
     "step", "time_fs", "phase", "T_K", "P_bar", "volume_A3", "a_A", "b_A", "c_A",
@@ -89,6 +90,7 @@ def write_checkpoint(path: str | os.PathLike, state: dict[str, np.ndarray], info
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
+        kill_point("checkpoint-tmp", int(info.get("step", -1)))
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:

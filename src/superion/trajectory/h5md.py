@@ -24,6 +24,7 @@ import numpy as np
 
 from superion.atomic import atomic_path, json_default
 from superion.errors import SuperionError
+from superion.killpoints import kill_point
 from superion.structures.clusters import ClusterLabels
 from superion.trajectory.readers import TrajectoryReader, _read_frames
 
@@ -164,6 +165,7 @@ class H5TrajectoryWriter:
         with h5py.File(self.path, "r+", locking=False) as f:
             g = f["particles/all"]
             _resize(g, n0 + k)
+            kill_point("h5-flush", self._buf[-1][0])
             g["position/step"][n0:] = [b[0] for b in self._buf]
             g["position/time"][n0:] = [b[1] for b in self._buf]
             g["position/value"][n0:] = np.stack([b[2] for b in self._buf])
