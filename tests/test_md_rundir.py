@@ -139,7 +139,7 @@ def test_status_transitions(cu_file, tmp_path):
     done = json.loads(rd.complete_path.read_text())
     assert read()["status"] == "complete" and read()["message"] == ""
     assert done == {"status": "complete", "settings_hash": HASH, "steps": 10, "n_frames": 3,
-                    "finished_utc": read()["finished_utc"]}
+                    "finished_utc": read()["finished_utc"], "trajectory_sha256": None}  # no trajectory here
     rd.clear_for_fresh_start()  # a stale complete.json goes when a run starts over
     assert not rd.complete_path.exists()
 

@@ -63,35 +63,22 @@ def run_dir_lock(run_dir: str | os.PathLike, wait_s: float = 0.0,
         raise SuperionError(f"output {run} exists and is not a directory; choose another --out")
     if not wait_s >= 0:
         raise SuperionError(f"--wait-for-lock {wait_s}: give seconds >= 0 (0: fail at once if the run is in use)")
-    try:
-        run.mkdir(parents=True, exist_ok=True)
-        fh = open(run / RUN_LOCK_NAME, "a+")
-    except OSError as exc:
-        raise SuperionError(f"cannot write the run directory {run} ({exc.strerror}); choose another --out "
-                            "or fix its permissions") from None
+    created = not run.exists()
+    deadline = time.monotonic() + wait_s
+    while True:
+        fh = _open_lock_file(run)
+        try:
+            if _acquire(fh, run, wait_s, deadline, log):
+                break
+        except BaseException:
+            fh.close()
+            raise
+        fh.close()  # the holder removed the file we waited on (see below): lock the new one
     with fh:
-        if not _try_lock(fh):
-            holder = _holder(fh)
-            if wait_s == 0:
-                raise SuperionError(
-                    f"{run} is in use by another superion md ({holder}); wait for it to finish, stop it, or "
-                    "pass --wait-for-lock SECONDS to wait (never run two on one directory)")
-            log(f"superion md: {run} is in use by another superion md ({holder}); waiting for it to finish "
-                f"(up to {wait_s:g} s)")
-            t0 = time.monotonic()
-            if math.isinf(wait_s):
-                fcntl.lockf(fh, fcntl.LOCK_EX)  # blocks: taken the moment the holder exits
-            while not _try_lock(fh):
-                if time.monotonic() - t0 >= wait_s:
-                    raise SuperionError(f"{run} is still in use by another superion md ({_holder(fh)}) after "
-                                        f"{wait_s:g} s; wait for it to finish or stop it, then rerun")
-                time.sleep(min(1.0, max(0.05, (time.monotonic() - t0) / 10)))
-            log(f"superion md: the other superion md on {run} ended after {time.monotonic() - t0:.0f} s; continuing")
-        else:
-            stale = _stale_holder(fh)
-            if stale:
-                log(f"superion md: note: took over the lock of {run} left by a killed superion md ({stale}); "
-                    "continuing from what it left")
+        stale = _stale_holder(fh)
+        if stale:
+            log(f"superion md: note: took over the lock of {run} left by a killed superion md ({stale}); "
+                "continuing from what it left")
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {_utc()}\n")
@@ -101,6 +88,46 @@ def run_dir_lock(run_dir: str | os.PathLike, wait_s: float = 0.0,
         finally:
             fh.seek(0)
             fh.truncate()  # a clean exit leaves no record: a record left behind means a killed holder
+            if created and [q.name for q in run.iterdir()] == [RUN_LOCK_NAME]:
+                # Refused before writing anything (bad input): leave no run directory behind.
+                # Unlinked while locked; a waiter notices (_acquire) and locks a fresh file.
+                (run / RUN_LOCK_NAME).unlink()
+                run.rmdir()
+
+
+def _open_lock_file(run: Path):
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        return open(run / RUN_LOCK_NAME, "a+")
+    except OSError as exc:
+        raise SuperionError(f"cannot write the run directory {run} ({exc.strerror}); choose another --out "
+                            "or fix its permissions") from None
+
+
+def _acquire(fh, run: Path, wait_s: float, deadline: float, log) -> bool:
+    """Lock ``fh`` (fail at once, or wait until ``deadline``); False if the file was unlinked
+    meanwhile (the lock then protects nothing: the caller retries with the file now there)."""
+    if not _try_lock(fh):
+        holder = _holder(fh)
+        if wait_s == 0:
+            raise SuperionError(
+                f"{run} is in use by another superion md ({holder}); wait for it to finish, stop it, or "
+                "pass --wait-for-lock SECONDS to wait (never run two on one directory)")
+        log(f"superion md: {run} is in use by another superion md ({holder}); waiting for it to finish "
+            f"(up to {wait_s:g} s)")
+        t0 = time.monotonic()
+        if math.isinf(wait_s):
+            fcntl.lockf(fh, fcntl.LOCK_EX)  # blocks: taken the moment the holder exits
+        while not _try_lock(fh):
+            if time.monotonic() >= deadline:
+                raise SuperionError(f"{run} is still in use by another superion md ({_holder(fh)}) after "
+                                    f"{wait_s:g} s; wait for it to finish or stop it, then rerun")
+            time.sleep(min(1.0, max(0.05, (time.monotonic() - t0) / 10)))
+        log(f"superion md: the other superion md on {run} ended after {time.monotonic() - t0:.0f} s; continuing")
+    try:
+        return os.stat(run / RUN_LOCK_NAME).st_ino == os.fstat(fh.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _try_lock(fh) -> bool:

@@ -97,10 +97,9 @@ class RunDirectory:
 
     # Files -------------------------------------------------------------------------------
     def read_metadata(self) -> dict:
-        try:
-            return json.loads(self.metadata_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise SuperionError(f"{self.metadata_path} is unreadable; delete {self.path} and rerun") from None
+        from superion.files import read_json
+
+        return read_json(self.metadata_path, fix=f"delete {self.path} and rerun superion md")
 
     def read_checkpoint(self, settings_hash: str):
         """(state arrays, info) of the checkpoint; SuperionError if it belongs to other settings."""
@@ -163,7 +162,10 @@ class RunDirectory:
         write_json(self.metadata_path, self.meta)
 
     def mark_complete(self, *, steps: int, n_frames: int, wall_s: float, steps_per_s: float | None) -> None:
-        """Final metadata, then complete.json (written last: the workflow's output)."""
+        """Final metadata, then complete.json (written last: the workflow's output) with the
+        trajectory's content digests, which analysis verifies."""
+        from superion.trajectory.h5md import content_digests
+
         kill_point("complete", steps)
         self.meta.update(status="complete", message="", finished_utc=now_utc(), n_frames=n_frames, wall_s=wall_s,
                          steps_per_s=steps_per_s)
@@ -171,7 +173,9 @@ class RunDirectory:
         kill_point("complete-metadata", steps)
         write_json(self.complete_path, {"status": "complete", "settings_hash": self.meta["settings_hash"],
                                         "steps": steps, "n_frames": n_frames,
-                                        "finished_utc": self.meta["finished_utc"]})
+                                        "finished_utc": self.meta["finished_utc"],
+                                        "trajectory_sha256": (content_digests(self.trajectory_path)
+                                                              if self.trajectory_path.exists() else None)})
 
 
 def new_metadata(*, settings: MDSettings, settings_hash: str, structure: Path, input_sha256: str,

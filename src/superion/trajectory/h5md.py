@@ -10,7 +10,9 @@
     /parameters/superion        attrs: symbols, metadata_json, labels_json, temperature_K, wrapped
 
 ``step``/``time`` are one pair of datasets hard-linked into every element. Datasets are
-chunked and resizable: frames are appended one at a time and truncated on resume. ``time`` is
+chunked and resizable (frames are appended one at a time and truncated on resume) and carry
+HDF5 fletcher32 checksums, so a damaged chunk is an error naming the dataset, never silent
+numbers; :func:`content_digests` (recorded in ``complete.json``) covers everything else. ``time`` is
 the run time (equilibration included), so the first production frame has time = M·dt.
 """
 
@@ -81,11 +83,13 @@ class H5TrajectoryWriter:
                 cr.attrs["version"] = creator_version
                 g = f.create_group("particles/all")
                 pos = g.create_group("position")
-                step = pos.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
-                time = pos.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(4096,))
+                step = pos.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,),
+                                          fletcher32=True)
+                time = pos.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(4096,),
+                                          fletcher32=True)
                 time.attrs["unit"] = "fs"
                 v = pos.create_dataset("value", shape=(0, n, 3), maxshape=(None, n, 3), dtype=dtype,
-                                       chunks=(chunk_frames, n, 3))
+                                       chunks=(chunk_frames, n, 3), fletcher32=True)
                 v.attrs["unit"] = "Angstrom"
                 box = g.create_group("box")
                 box.attrs["dimension"] = np.int32(3)
@@ -94,14 +98,14 @@ class H5TrajectoryWriter:
                 edges["step"] = step
                 edges["time"] = time
                 e = edges.create_dataset("value", shape=(0, 3, 3), maxshape=(None, 3, 3), dtype=np.float64,
-                                         chunks=(4096, 3, 3))
+                                         chunks=(4096, 3, 3), fletcher32=True)
                 e.attrs["unit"] = "Angstrom"
                 if save_velocities:
                     vel = g.create_group("velocity")
                     vel["step"] = step
                     vel["time"] = time
                     vv = vel.create_dataset("value", shape=(0, n, 3), maxshape=(None, n, 3), dtype=dtype,
-                                            chunks=(chunk_frames, n, 3))
+                                            chunks=(chunk_frames, n, 3), fletcher32=True)
                     vv.attrs["unit"] = "Angstrom fs-1"
                 g.create_dataset("species", data=np.asarray(numbers, dtype=np.int32))
                 m = g.create_dataset("mass", data=np.asarray(masses_amu, dtype=np.float64))
@@ -202,16 +206,86 @@ def _resize(g, n: int) -> None:
 
 def _raw_chunks_readable(ds) -> bool:
     """Whether the chunks of an (F, N, 3) dataset can be read as raw bytes: chunks of whole
-    frames, no filters (compression, shuffle, checksum, scale-offset), native byte order,
-    and every chunk written (an unwritten chunk has no bytes to read)."""
+    frames, no filters but a fletcher32 checksum (verified here, :func:`fletcher32_ok`; no
+    compression, shuffle, scale-offset), native byte order, and every chunk written (an
+    unwritten chunk has no bytes to read)."""
     try:
         if ds.chunks is None or tuple(ds.chunks[1:]) != tuple(ds.shape[1:]) or not ds.dtype.isnative:
             return False
-        if ds.compression is not None or ds.shuffle or ds.fletcher32 or ds.scaleoffset is not None:
-            return False
+        if ds.id.get_create_plist().get_nfilters() != (1 if ds.fletcher32 else 0):
+            return False  # compression, shuffle, scale-offset or any other filter
         return ds.id.get_num_chunks() == -(-ds.shape[0] // ds.chunks[0])
     except Exception:  # an h5py/HDF5 without chunk queries: take the general path
         return False
+
+
+def fletcher32_ok(raw: bytes) -> bool:
+    """Whether a raw HDF5 chunk (data + 4-byte fletcher32 trailer) matches its checksum.
+
+    HDF5's Fletcher-32 over big-endian 16-bit words: sum1 = Σ w_i, sum2 = Σ (n − i) w_i, both
+    mod 65535 (HDF5 folds with end-around carry, equal mod 65535). Old HDF5 versions stored
+    the checksum byte-swapped; HDF5 accepts both, and so does this.
+    """
+    data = raw[:-4]
+    if len(data) % 2:
+        data += b"\0"
+    w = np.frombuffer(data, dtype=">u2").astype(np.int64)
+    s1 = int(w.sum()) % 65535
+    s2 = int((w * np.arange(w.size, 0, -1, dtype=np.int64)).sum()) % 65535
+    for c in (int.from_bytes(raw[-4:], "little"), int.from_bytes(raw[-4:], "big")):
+        if (c & 0xFFFF) % 65535 == s1 and (c >> 16) % 65535 == s2:
+            return True
+    return False
+
+
+def damaged(path, dataset: str, exc: BaseException | None = None) -> SuperionError:
+    """The one-line error for a dataset whose bytes do not match their checksum or digest."""
+    why = f" ({' '.join(str(exc).split())[:120]})" if exc is not None else " (HDF5 checksum failed)"
+    return SuperionError(f"{path}: dataset {dataset} is damaged{why}; restore the file from a backup or "
+                         "delete the run directory and rerun superion md")
+
+
+def content_digests(path: str | os.PathLike, block_frames: int = 256) -> dict[str, str]:
+    """sha256 (hex) of each per-frame dataset's values and of the per-atom data and attributes.
+
+    Independent of the HDF5 layout (a resumed run's file differs in bytes, not in content), so
+    ``complete.json`` of a resumed run equals the uninterrupted one's. Reads everything once.
+    """
+    import hashlib
+
+    import h5py
+
+    out: dict[str, str] = {}
+    with h5py.File(path, "r") as f:
+        g = f["particles/all"]
+        names = ["position/step", "position/time", "position/value", "box/edges/value"]
+        names += ["velocity/value"] if "velocity" in g else []
+        for name in names:
+            ds, h = g[name], hashlib.sha256()
+            try:
+                for s in range(0, ds.shape[0], block_frames):
+                    h.update(np.ascontiguousarray(ds[s : s + block_frames]).tobytes())
+            except OSError as exc:
+                raise damaged(path, f"particles/all/{name}", exc) from None
+            out[f"particles/all/{name}"] = h.hexdigest()
+        h = hashlib.sha256()
+        for name in ("species", "mass"):
+            h.update(np.ascontiguousarray(g[name][()]).tobytes())
+        attrs = f["parameters/superion"].attrs
+        for k in sorted(attrs):
+            h.update(k.encode() + repr(attrs[k]).encode())
+        out["particles/all/{species,mass} + parameters/superion"] = h.hexdigest()
+    return out
+
+
+def verify_digests(path: str | os.PathLike, expected: dict[str, str], recorded_in: str | os.PathLike) -> None:
+    """SuperionError naming the first dataset whose content differs from ``expected``."""
+    got = content_digests(path)
+    for name, digest in expected.items():
+        if got.get(name) != digest:
+            raise SuperionError(
+                f"{path} changed after the run finished (dataset {name}: digest differs from {recorded_in}); "
+                "restore the file from a backup or delete the run directory and rerun superion md")
 
 
 class H5TrajectoryReader(TrajectoryReader):
@@ -230,21 +304,28 @@ class H5TrajectoryReader(TrajectoryReader):
             self._pos = g["position/value"]
             self._box = g["box/edges/value"]
             self._vel = g["velocity/value"] if "velocity" in g else None
-            self.times_fs = np.asarray(g["position/time"][:], dtype=float)
-            self.steps = np.asarray(g["position/step"][:], dtype=np.int64)
+            self.times_fs = np.asarray(self._read(g["position/time"], slice(None)), dtype=float)
+            self.steps = np.asarray(self._read(g["position/step"], slice(None)), dtype=np.int64)
             p = self._f["parameters/superion"].attrs if "parameters/superion" in self._f else {}
+        except SuperionError:
+            self._f.close()
+            raise
         except KeyError as exc:
             self._f.close()
             raise SuperionError(f"{self.path} is not an H5MD trajectory written by superion (missing {exc})") from None
         from ase.data import chemical_symbols
 
-        if "symbols" in p:
-            self.symbols = list(json.loads(p["symbols"]))
-        else:
-            self.symbols = [chemical_symbols[int(z)] for z in g["species"][:]]
-        self.masses = np.asarray(g["mass"][:], dtype=float)
-        self.metadata = metadata if metadata is not None else json.loads(p.get("metadata_json", "{}"))
-        lab = json.loads(p.get("labels_json", "null"))
+        try:  # attributes and per-atom data: a damaged file must not end in a JSON/HDF5 traceback
+            if "symbols" in p:
+                self.symbols = list(json.loads(p["symbols"]))
+            else:
+                self.symbols = [chemical_symbols[int(z)] for z in g["species"][:]]
+            self.masses = np.asarray(g["mass"][:], dtype=float)
+            self.metadata = metadata if metadata is not None else json.loads(p.get("metadata_json", "{}"))
+            lab = json.loads(p.get("labels_json", "null"))
+        except (ValueError, OSError) as exc:
+            self._f.close()
+            raise damaged(self.path, "parameters/superion or particles/all/{species,mass}", exc) from None
         self.labels = ClusterLabels.from_dict(lab) if lab else None
         t = p.get("temperature_K", np.nan)
         self.temperature_K = None if t is None or not np.isfinite(t) else float(t)
@@ -258,11 +339,18 @@ class H5TrajectoryReader(TrajectoryReader):
     def n_frames(self) -> int:
         return self._n
 
+    def _read(self, ds, frames, n: int | None = None):
+        """Frames of ``ds``; a checksum failure becomes the one-line :func:`damaged` error."""
+        try:
+            return _read_frames(ds, frames, ds.shape[0] if n is None else n)
+        except OSError as exc:
+            raise damaged(self.path, ds.name, exc) from None
+
     def cells(self, frames=slice(None)) -> np.ndarray:
-        return np.asarray(_read_frames(self._box, frames, self._n), dtype=np.float64)
+        return np.asarray(self._read(self._box, frames, self._n), dtype=np.float64)
 
     def positions(self, frames=slice(None), atoms=None) -> np.ndarray:
-        data = _read_frames(self._pos, frames, self._n)
+        data = self._read(self._pos, frames, self._n)
         if atoms is not None:
             data = data[:, atoms]
         return np.asarray(data, dtype=np.float64)
@@ -277,9 +365,13 @@ class H5TrajectoryReader(TrajectoryReader):
             # Uncompressed chunks of whole frames: hand out each chunk's bytes as they are on
             # disk (one copy from the page cache, no HDF5 selection machinery): ~2x faster.
             cf = ds.chunks[0]
+            nbytes = cf * int(np.prod(ds.shape[1:])) * ds.dtype.itemsize
             for start in range(0, self._n, cf):
                 stop = min(start + cf, self._n)
-                data = np.frombuffer(ds.id.read_direct_chunk((start, 0, 0))[1], dtype=ds.dtype)
+                raw = ds.id.read_direct_chunk((start, 0, 0))[1]
+                if ds.fletcher32 and not fletcher32_ok(raw):
+                    raise damaged(self.path, ds.name)
+                data = np.frombuffer(raw, dtype=ds.dtype, count=nbytes // ds.dtype.itemsize)
                 yield slice(start, stop), data.reshape((cf,) + ds.shape[1:])[: stop - start]
             return
         # read_direct into one reused buffer: no fresh memory per chunk (page faults of new
@@ -287,13 +379,16 @@ class H5TrajectoryReader(TrajectoryReader):
         buf = np.empty((min(chunk_frames, self._n),) + ds.shape[1:], dtype=ds.dtype)
         for start in range(0, self._n, chunk_frames):
             f = min(chunk_frames, self._n - start)
-            ds.read_direct(buf, np.s_[start : start + f], np.s_[0:f])
+            try:
+                ds.read_direct(buf, np.s_[start : start + f], np.s_[0:f])
+            except OSError as exc:
+                raise damaged(self.path, ds.name, exc) from None
             yield slice(start, start + f), buf[:f]
 
     def velocities(self, frames=slice(None), atoms=None) -> np.ndarray | None:
         if self._vel is None:
             return None
-        data = _read_frames(self._vel, frames, self._n)
+        data = self._read(self._vel, frames, self._n)
         if atoms is not None:
             data = data[:, atoms]
         return np.asarray(data, dtype=np.float64)
