@@ -37,7 +37,7 @@ def read_json(path: str | os.PathLike, *, fix: str, kind: type | None = dict) ->
     except OSError as exc:
         raise _fail(p, f"cannot be read ({exc.strerror})", fix) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # truncated, garbled, not JSON
-        raise _fail(p, f"is damaged or not JSON ({_short(exc)})", fix) from None
+        raise _fail(p, f"is damaged or not valid JSON ({_short(exc)})", fix) from None
     if kind is not None and not isinstance(data, kind):
         raise _fail(p, f"holds a JSON {type(data).__name__}, not a {kind.__name__}", fix)
     return data

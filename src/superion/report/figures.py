@@ -16,6 +16,7 @@ from superion import layout
 from superion.workflow import config as sc
 from superion.atomic import atomic_path
 from superion.errors import SuperionError
+from superion.files import read_npz
 from superion.report.tables import read_csv
 from superion.units import K_B_EV_K as KB_EV_K
 
@@ -267,8 +268,8 @@ def msd_figure(cfg: dict, summary: list[dict], runs: list[dict]):
             path = Path(str(r.get("msd_npz") or ""))
             if not path.is_file():
                 continue
-            with np.load(path) as z:
-                t, msd = np.asarray(z["lag_ps"]), np.asarray(z["msd_A2"])
+            z = read_npz(path, fix="delete it and rerun the workflow (snakemake ...)", keys=("lag_ps", "msd_A2"))
+            t, msd = np.asarray(z["lag_ps"]), np.asarray(z["msd_A2"])
             ax.plot(t, msd, color=color, lw=1.2, label=f"{r['temperature_K']:g} K")
         thr = rows[0].get("active_threshold_A2") if rows else None
         top = max((line.get_ydata().max() for line in ax.get_lines()), default=0.0)
