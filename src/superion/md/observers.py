@@ -79,19 +79,22 @@ class StabilityGuard(Observer):
     def check_fast(self, step: int, replica) -> None:
         """Finite positions/forces and T below the limit."""
         T = self.temperature(replica.momenta())
+        # At step 0 nothing was integrated yet: the input (or the potential on it) is at fault.
+        advice = ("check the input structure (finite positions, no overlaps) and that the potential covers it"
+                  if step == 0 else
+                  "try a smaller --timestep-fs, relax the structure first, and check it and the potential")
         if not math.isfinite(T):
-            raise SimulationError(f"step {step}: velocities became NaN/inf (integration blew up); "
-                                  "reduce --timestep-fs or check the structure")
+            raise SimulationError(f"step {step}: velocities became NaN/inf (integration blew up); {advice}")
         if T > self.t_max:
             raise SimulationError(
                 f"step {step}: temperature {T:.0f} K exceeds {self.factor:g} x target ({self.target:g} K); "
                 "the run exploded: reduce --timestep-fs, relax the structure, or check the potential"
             )
         if not np.isfinite(replica.positions()).all():
-            raise SimulationError(f"step {step}: positions became NaN/inf; reduce --timestep-fs")
+            raise SimulationError(f"step {step}: positions became NaN/inf; {advice}")
         f = replica.forces()
         if f is not None and not np.isfinite(f).all():
-            raise SimulationError(f"step {step}: forces became NaN/inf; the potential left its valid range")
+            raise SimulationError(f"step {step}: forces became NaN/inf (the potential left its valid range); {advice}")
 
     def check_overlap(self, step: int, replica) -> None:
         """No two atoms closer than ``min_distance_A``."""

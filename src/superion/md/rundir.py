@@ -70,9 +70,12 @@ class RunDirectory:
     # Decision --------------------------------------------------------------------------
     def plan(self, settings_hash: str) -> RunPlan:
         """Fresh, resume or complete for a run with ``settings_hash``; SuperionError if refused."""
+        from superion.paths import check_writable
+
         out = self.path
         if out.exists() and not out.is_dir():
             raise SuperionError(f"output {out} exists and is not a directory; choose another --out")
+        check_writable(self.metadata_path)  # before the model loads: an unwritable --out costs a second
         if not self.metadata_path.exists():
             if self.complete_path.exists():
                 raise SuperionError(f"{out} has {COMPLETE_NAME} but no {METADATA_NAME}; delete it and rerun")
@@ -124,7 +127,9 @@ class RunDirectory:
             self.trajectory_path, symbols=atoms.get_chemical_symbols(), numbers=atoms.numbers,
             masses_amu=atoms.get_masses(), metadata={k: meta[k] for k in TRAJECTORY_METADATA_KEYS},
             labels=labels, temperature_K=settings.temperature_K, save_velocities=settings.save_velocities,
-            dtype=settings.trajectory_dtype, creator_version=meta["versions"]["superion"])
+            dtype=settings.trajectory_dtype, creator_version=meta["versions"]["superion"],
+            frame_interval_fs=settings.save_every * settings.timestep_fs, standard_orientation=True)
+        self.link_h5md_alias()
         return writer, ThermoLog(self.thermo_path)
 
     def reopen_storage(self, checkpoint_info: dict):
@@ -134,7 +139,20 @@ class RunDirectory:
 
         writer = H5TrajectoryWriter.open_append(self.trajectory_path, keep_frames=int(checkpoint_info["n_frames"]))
         thermo = ThermoLog(self.thermo_path, keep_rows=int(checkpoint_info["n_thermo_rows"]))
+        self.link_h5md_alias()
         return writer, thermo
+
+    def link_h5md_alias(self) -> None:
+        """``trajectory.h5md`` → ``trajectory.h5`` (relative symlink): MDAnalysis picks its H5MD
+        reader by that suffix, so ``mda.Universe(RUN_DIR/trajectory.h5md)`` needs no hints.
+        Skipped where the file system has no symlinks."""
+        alias = self.trajectory_path.with_suffix(".h5md")
+        try:
+            if alias.is_symlink() or alias.exists():
+                return
+            alias.symlink_to(self.trajectory_path.name)
+        except OSError:
+            pass
 
     def remove_temporaries(self) -> None:
         """Delete half-written files of a killed attempt (``superion.atomic`` temporaries, named

@@ -306,7 +306,9 @@ def density_figure(cfg: dict, summary: list[dict], runs: list[dict]):
             _empty(ax, f"{system}: no density file")
             continue
         data, atoms = _read_cube(path)
-        proj = data.sum(axis=2)
+        from ase.units import Bohr
+
+        proj = data.sum(axis=2) / Bohr**3  # the cube holds ions/Bohr^3 (its convention)
         cell = atoms.cell.cellpar()
         im = ax.imshow(proj.T, origin="lower", extent=(0, cell[0], 0, cell[1]), cmap="magma", aspect="equal")
         fig.colorbar(im, ax=ax, shrink=0.8, label="density summed along c (ions/Å³)")

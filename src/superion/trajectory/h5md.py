@@ -7,7 +7,16 @@
     /particles/all/box/         dimension=3, boundary=periodic; edges/{step,time,value (F,3,3) Å}
     /particles/all/velocity/    optional, value (F, N, 3) Å/fs
     /particles/all/species      (N,) atomic numbers;  /particles/all/mass (N,) amu as simulated
-    /parameters/superion        attrs: symbols, metadata_json, labels_json, temperature_K, wrapped
+    /particles/trajectory       hard link to /particles/all (the group name MDAnalysis looks for)
+    /observables/dt/            value (F,) ps: the frame interval, which MDAnalysis reads as ``dt``
+    /parameters/superion        attrs: symbols, metadata_json, labels_json, temperature_K, wrapped,
+                                cell_orientation ("as simulated" | "lower-triangular")
+
+``cell_orientation = "lower-triangular"`` (what ``superion md`` writes): each frame's cell is
+rotated to a along x, b in the xy plane (the orientation MDAnalysis and ASE build from lengths
+and angles), with positions and velocities rotated with it, so every tool's minimum-image
+distances agree. Fractional coordinates, distances and MSDs are unchanged by the rotation; a
+cell already in that orientation (cubic, ASE-built cells) is stored bitwise as simulated.
 
 ``step``/``time`` are one pair of datasets hard-linked into every element. Datasets are
 chunked and resizable (frames are appended one at a time and truncated on resume) and carry
@@ -43,10 +52,13 @@ class H5TrajectoryWriter:
     killed while open can be unreadable), and readers can look at a running simulation.
     """
 
-    def __init__(self, path: str | os.PathLike, n_on_disk: int, velocities: bool) -> None:
+    def __init__(self, path: str | os.PathLike, n_on_disk: int, velocities: bool, *, rotate: bool = False,
+                 dt_ps: float | None = None) -> None:
         self.path = Path(path)
         self._n_disk = n_on_disk
         self._has_vel = velocities
+        self._rotate = rotate
+        self._dt_ps = dt_ps
         self._buf: list[tuple] = []
 
     @classmethod
@@ -63,8 +75,14 @@ class H5TrajectoryWriter:
         save_velocities: bool = False,
         dtype: str = "float32",
         creator_version: str = "",
+        frame_interval_fs: float | None = None,
+        standard_orientation: bool = False,
     ) -> "H5TrajectoryWriter":
-        """Create a new, empty trajectory (replacing any file at ``path``)."""
+        """Create a new, empty trajectory (replacing any file at ``path``).
+
+        ``frame_interval_fs``: written as the ``observables/dt`` MDAnalysis reads (None: none);
+        ``standard_orientation``: store each frame rotated to the lower-triangular cell (above).
+        """
         import h5py
 
         path = Path(path)
@@ -116,6 +134,16 @@ class H5TrajectoryWriter:
                 p.attrs["labels_json"] = json.dumps(labels.to_dict() if labels is not None else None)
                 p.attrs["temperature_K"] = np.nan if temperature_K is None else float(temperature_K)
                 p.attrs["wrapped"] = False
+                p.attrs["cell_orientation"] = "lower-triangular" if standard_orientation else "as simulated"
+                f["particles/trajectory"] = g  # hard link: MDAnalysis builds its topology from this name
+                if frame_interval_fs is not None:
+                    dt = f.create_group("observables/dt")
+                    dt["step"] = step
+                    dt["time"] = time
+                    d = dt.create_dataset("value", shape=(0,), maxshape=(None,), dtype=np.float64,
+                                          chunks=(4096,), fletcher32=True)
+                    d.attrs["unit"] = "ps"
+                    dt.attrs["frame_interval_fs"] = float(frame_interval_fs)
         return cls.open_append(path, keep_frames=0)
 
     @classmethod
@@ -138,8 +166,12 @@ class H5TrajectoryWriter:
                     "the run directory is inconsistent: delete it and rerun"
                 )
             _resize(g, keep_frames)
+            _resize_dt(f, keep_frames)
             velocities = "velocity" in g
-        return cls(path, keep_frames, velocities)
+            p = f["parameters/superion"].attrs if "parameters/superion" in f else {}
+            rotate = p.get("cell_orientation", "as simulated") == "lower-triangular"
+            dt_ps = (f["observables/dt"].attrs["frame_interval_fs"] / 1000.0) if "observables/dt" in f else None
+        return cls(path, keep_frames, velocities, rotate=rotate, dt_ps=dt_ps)
 
     @property
     def n_frames(self) -> int:
@@ -151,8 +183,14 @@ class H5TrajectoryWriter:
         """Buffer one frame (copied); written at the next ``flush()``."""
         if self._has_vel and velocities_A_fs is None:
             raise ValueError("this trajectory stores velocities; pass velocities_A_fs")
-        self._buf.append((int(step), float(time_fs), np.array(positions_A, copy=True), np.array(cell_A, copy=True),
-                          None if not self._has_vel else np.array(velocities_A_fs, copy=True)))
+        pos, cell = np.array(positions_A, copy=True), np.array(cell_A, copy=True)
+        vel = None if not self._has_vel else np.array(velocities_A_fs, copy=True)
+        if self._rotate:
+            cell, rot = lower_triangular(cell)
+            if rot is not None:
+                pos = pos @ rot
+                vel = None if vel is None else vel @ rot
+        self._buf.append((int(step), float(time_fs), pos, cell, vel))
         # Bound memory for huge checkpoint intervals: writing early is safe, since a resume
         # truncates the file to the frame count stored in the checkpoint anyway.
         if len(self._buf) * self._buf[0][2].nbytes * (2 if self._has_vel else 1) > _MAX_BUFFER_BYTES:
@@ -176,6 +214,9 @@ class H5TrajectoryWriter:
             g["box/edges/value"][n0:] = np.stack([b[3] for b in self._buf])
             if self._has_vel:
                 g["velocity/value"][n0:] = np.stack([b[4] for b in self._buf])
+            if self._dt_ps is not None and "observables/dt" in f:
+                _resize_dt(f, n0 + k)
+                f["observables/dt/value"][n0:] = self._dt_ps
             f.flush()
         _fsync(self.path)  # the checkpoint written next must never point at frames a crash could lose
         self._n_disk += k
@@ -202,6 +243,29 @@ def _resize(g, n: int) -> None:
     g["box/edges/value"].resize(n, axis=0)
     if "velocity" in g:
         g["velocity/value"].resize(n, axis=0)
+
+
+def _resize_dt(f, n: int) -> None:
+    if "observables/dt" in f:
+        f["observables/dt/value"].resize((n,))
+
+
+def lower_triangular(cell_A: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(cell rotated so that a ∥ x and b in the xy plane — rows lower-triangular, positive
+    diagonal —, rotation Q with ``cell @ Q``) ; Q is None when the cell already is so (stored as is).
+
+    QR of cellᵀ: cellᵀ = Q R  ⇒  cell Q = Rᵀ, lower-triangular; signs make R's diagonal positive,
+    so for a right-handed cell Q is a proper rotation. Positions rotate as ``positions @ Q``.
+    """
+    A = np.asarray(cell_A, dtype=np.float64)
+    if A[0, 1] == 0 and A[0, 2] == 0 and A[1, 2] == 0 and (np.diag(A) > 0).all():
+        return A, None
+    q, r = np.linalg.qr(A.T)
+    s = np.where(np.diag(r) < 0, -1.0, 1.0)
+    q = q * s
+    L = A @ q
+    L[0, 1] = L[0, 2] = L[1, 2] = 0.0  # exact zeros where rounding left ~1e-16
+    return L, q
 
 
 def _raw_chunks_readable(ds) -> bool:
