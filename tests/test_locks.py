@@ -86,7 +86,8 @@ def test_holder_killed_releases_the_lock(tmp_path):
     with locks.run_dir_lock(run, log=said.append):  # taken at once, no --wait-for-lock needed
         pass
     assert len(said) == 1 and f"left by a killed superion md (pid {first.pid} on" in said[0]
-    with locks.run_dir_lock(run, log=pytest.fail):  # a clean exit leaves no record: no note
+    assert not (run / locks.RUN_LOCK_NAME).exists()  # a clean exit removes the lock file
+    with locks.run_dir_lock(run, log=pytest.fail):  # so no note the next time
         pass
 
 

@@ -56,7 +56,7 @@ def run_dir_lock(run_dir: str | os.PathLike, wait_s: float = 0.0,
     SuperionError at once, naming the holder (pid, host, since); ``wait_s > 0`` (the workflow's
     ``--wait-for-lock``; ``math.inf`` = no limit) waits that many seconds, saying so in the log,
     and then raises. The kernel drops the lock of a killed holder, so a killed run never blocks
-    its own resume; the record a killed holder left (a clean exit clears it) gets a note.
+    its own resume; the lock file a killed holder left (a clean exit removes it) gets a note.
     """
     run = Path(run_dir)
     if run.exists() and not run.is_dir():
@@ -86,13 +86,11 @@ def run_dir_lock(run_dir: str | os.PathLike, wait_s: float = 0.0,
         try:
             yield run
         finally:
-            fh.seek(0)
-            fh.truncate()  # a clean exit leaves no record: a record left behind means a killed holder
-            if created and [q.name for q in run.iterdir()] == [RUN_LOCK_NAME]:
-                # Refused before writing anything (bad input): leave no run directory behind.
-                # Unlinked while locked; a waiter notices (_acquire) and locks a fresh file.
-                (run / RUN_LOCK_NAME).unlink()
-                run.rmdir()
+            # A clean exit leaves no lock file (a file with a record means a killed holder). It is
+            # unlinked while still locked; a waiter notices (_acquire) and locks a fresh file.
+            (run / RUN_LOCK_NAME).unlink(missing_ok=True)
+            if created and not any(run.iterdir()):
+                run.rmdir()  # refused before writing anything (bad input): leave no run directory
 
 
 def _open_lock_file(run: Path):
