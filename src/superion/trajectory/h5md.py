@@ -337,9 +337,21 @@ def content_digests(path: str | os.PathLike, block_frames: int = 256) -> dict[st
             h.update(np.ascontiguousarray(g[name][()]).tobytes())
         attrs = f["parameters/superion"].attrs
         for k in sorted(attrs):
-            h.update(k.encode() + repr(attrs[k]).encode())
+            h.update(k.encode() + b"=" + _attr_bytes(attrs[k]) + b";")
         out["particles/all/{species,mass} + parameters/superion"] = h.hexdigest()
     return out
+
+
+def _attr_bytes(v) -> bytes:
+    """An attribute's value as bytes that do not depend on NumPy's or h5py's repr (versions change)."""
+    if isinstance(v, bytes):
+        return v
+    if isinstance(v, str):
+        return v.encode()
+    a = np.asarray(v)
+    if a.dtype.kind in "OSU":
+        return "\x1f".join(x.decode() if isinstance(x, bytes) else str(x) for x in a.ravel()).encode()
+    return a.dtype.str.encode() + np.ascontiguousarray(a).tobytes()
 
 
 def verify_digests(path: str | os.PathLike, expected: dict[str, str], recorded_in: str | os.PathLike) -> None:
