@@ -173,7 +173,9 @@ def test_density_cli_writes_cube(extxyz, tmp_path):
     out = tmp_path / "na.cube"
     assert main(["analyze", "density", str(extxyz), "--species", "Na", "--grid-spacing-A", "0.5", "--out", str(out)]) == 0
     data, atoms = read_cube_data(str(out))
-    voxel = atoms.get_volume() / data.size
+    from ase.units import Bohr
+
+    voxel = atoms.get_volume() / data.size / Bohr**3  # cube values are ions/Bohr^3
     assert data.sum() * voxel == pytest.approx(16, rel=1e-3)
 
 

@@ -56,7 +56,10 @@ def test_written_files_read_back_with_ase(tmp_path, name):
     if name.endswith(".cube"):
         from ase.io.cube import read_cube_data
 
+        from ase.units import Bohr
+
         data, atoms2 = read_cube_data(str(path))
+        data = data / Bohr**3  # the file holds ions/Bohr^3 (cube convention)
     else:
         from ase.calculators.vasp import VaspChargeDensity
 

@@ -39,4 +39,4 @@ rule md:
     shell:
         "{SUPERION} md {input:q} --potential {params.potential:q} --temperature-K {wildcards.T}"
         " {params.settings} --seed {wildcards.seed} --device {params.device} --threads {threads}"
-        " --out {params.run_dir:q} >> {log:q} 2>&1"
+        " --out {params.run_dir:q} --wait-for-lock 86400 >> {log:q} 2>&1"

@@ -157,19 +157,15 @@ def write_arrhenius(result_files: list[str | os.PathLike], json_path: str | os.P
     """``superion analyze arrhenius``: read the ``superion analyze diffusion`` JSON files
     ``result_files``, fit (:func:`arrhenius_from_results`, sources named as given), write the
     result to ``json_path``; returns it."""
-    import json
-
     from superion.atomic import write_json
+    from superion.files import read_json
 
     results = []
     for f in result_files:
         p = Path(f)
         if not p.is_file():
             raise SuperionError(f"result file {f} not found; give JSON files from 'superion analyze diffusion'")
-        try:
-            results.append(json.loads(p.read_text()))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SuperionError(f"{f} is not valid JSON ({exc}); give JSON files from 'superion analyze diffusion'") from None
+        results.append(read_json(p, fix="give JSON files from 'superion analyze diffusion'", kind=None))
         if not isinstance(results[-1], dict):
             raise SuperionError(f"{f} is not a diffusion result; give JSON files from 'superion analyze diffusion'")
     out = arrhenius_from_results(results, target_K, sources=[str(f) for f in result_files], allow_no_fit=allow_no_fit)

@@ -5,9 +5,11 @@ fluctuations do not smear the density; the grid has ceil(|a_i| / spacing) points
 each lattice vector of the mean cell. The density is in ions per Å³ of the mean cell, so
 Σ ρ · V_voxel = n_ions. File formats (by name):
 
-- ``*.cube``: Gaussian cube (ase.io.cube.write_cube), values = ions/Å³;
-- a name containing ``CHGCAR``/``CHG`` or ending in ``.vasp``: VASP CHGCAR
-  (ase VaspChargeDensity, which stores ρ·V as VASP does; VESTA divides by V again).
+- ``*.cube``: Gaussian cube in atomic units, as the format prescribes (cell in Bohr by
+  ase.io.cube.write_cube, values = ions/Bohr³), so VESTA, OVITO, ASE and pymatgen all
+  integrate it to ``n_ions`` (Σ ρ · V_voxel in Bohr³);
+- a name containing ``CHGCAR``/``CHG`` or ending in ``.vasp``: VASP CHGCAR, values ρ·V_cell
+  (ase VaspChargeDensity multiplies by V as VASP does: Σ values / n_grid = n_ions).
 
 The structure written with it is the first frame, in fractional coordinates of the mean cell.
 :func:`write_density` is the whole ``superion analyze density`` command.
@@ -94,16 +96,19 @@ def volumetric_format(path) -> str:
 
 
 def write_volumetric(path, atoms, density: np.ndarray) -> None:
-    """Write ``density`` (ions/Å³) with ``atoms`` as a cube or CHGCAR file, atomically."""
+    """Write ``density`` (ions/Å³) with ``atoms`` as a cube (ions/Bohr³) or CHGCAR (ρ·V) file,
+    atomically."""
     from superion.atomic import atomic_path
 
     fmt = volumetric_format(path)
     with atomic_path(path) as tmp:
         if fmt == "cube":
             from ase.io.cube import write_cube
+            from ase.units import Bohr
 
-            with open(tmp, "w") as fh:
-                write_cube(fh, atoms, data=density, comment="superion ion probability density, ions/A^3")
+            with open(tmp, "w") as fh:  # the cube convention is atomic units: per Bohr^3
+                write_cube(fh, atoms, data=density * Bohr**3,
+                           comment="superion ion probability density, ions/Bohr^3")
         else:
             from ase.calculators.vasp import VaspChargeDensity
 

@@ -50,6 +50,9 @@ def register(subparsers) -> None:
                    help="when stderr is not a terminal (job logs): a progress line (step, ps, ns/day, ETA) "
                         "every S seconds of wall time (default 300; 0 = start and end only)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (created or resumed)")
+    p.add_argument("--wait-for-lock", type=float, default=0.0, metavar="SECONDS",
+                   help="when another superion md holds RUN_DIR, wait up to SECONDS for it (inf: no limit) "
+                        "instead of failing at once (default 0; the workflow passes a day)")
     p.set_defaults(func=cmd_md)
 
     e = subparsers.add_parser("export", help="write a run's trajectory in another format",
@@ -83,9 +86,9 @@ def cmd_md(args: argparse.Namespace) -> int:
     legacy = {"auto": None, "yes": True, "no": False}[args.legacy]
     from superion.locks import run_dir_lock
 
-    # One superion md per run directory: a second one (a job resubmitted while the first still
-    # runs, e.g. after Snakemake was killed) waits, then resumes or finds the run complete.
-    with run_dir_lock(args.out):
+    # One superion md per run directory: a second one fails at once naming the holder, or (the
+    # workflow: a job resubmitted while the first still runs) waits, then resumes or finds it complete.
+    with run_dir_lock(args.out, wait_s=args.wait_for_lock):
         res = run_md(args.structure, args.out, settings, potential=args.potential, device=args.device,
                      threads=args.threads, legacy=legacy, models_dir=args.models_dir,
                      progress_every_s=args.progress_every_s or math.inf)  # 0: start and end only

@@ -16,6 +16,7 @@ from superion import layout
 from superion.workflow import config as sc
 from superion.atomic import atomic_path
 from superion.errors import SuperionError
+from superion.files import read_npz
 from superion.report.tables import read_csv
 from superion.report.thermo import thermo_figure
 from superion.units import K_B_EV_K as KB_EV_K
@@ -338,9 +339,9 @@ def msd_figure(cfg: dict, summary: list[dict], runs: list[dict]):
             path = Path(str(r.get("msd_npz") or ""))
             if not path.is_file():
                 continue
-            with np.load(path) as z:
-                t, msd = np.asarray(z["lag_ps"]), np.asarray(z["msd_A2"])
-                beta = (np.asarray(z["beta_lag_ps"]), np.asarray(z["beta"])) if "beta" in z.files else None
+            z = read_npz(path, fix="delete it and rerun the workflow (snakemake ...)", keys=("lag_ps", "msd_A2"))
+            t, msd = np.asarray(z["lag_ps"]), np.asarray(z["msd_A2"])
+            beta = (np.asarray(z["beta_lag_ps"]), np.asarray(z["beta"])) if "beta" in z else None
             sel = t > 0
             regime = r.get("regime")
             ax.plot(t[sel], msd[sel], color=color, lw=1.1,
@@ -399,7 +400,9 @@ def density_figure(cfg: dict, summary: list[dict], runs: list[dict]):
             _empty(ax, f"{system}: no density file")
             continue
         data, atoms = _read_cube(path)
-        proj = data.sum(axis=2)
+        from ase.units import Bohr
+
+        proj = data.sum(axis=2) / Bohr**3  # the cube holds ions/Bohr^3 (its convention)
         cell = atoms.cell.cellpar()
         im = ax.imshow(proj.T, origin="lower", extent=(0, cell[0], 0, cell[1]), cmap="magma", aspect="equal")
         fig.colorbar(im, ax=ax, shrink=0.8, label="density summed along c (ions/Å³)")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -78,12 +77,11 @@ def _split(ci) -> tuple:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise SuperionError(f"missing result file {path}; run the workflow first (snakemake ...)") from None
-    except json.JSONDecodeError as exc:
-        raise SuperionError(f"result file {path} is not valid JSON ({exc.msg}); delete it and rerun") from None
+    from superion.files import read_json
+
+    if not Path(path).exists():
+        raise SuperionError(f"missing result file {path}; run the workflow first (snakemake ...)")
+    return read_json(path, fix="delete it and rerun the workflow (snakemake ...)")
 
 
 def rotation_by_type(data: dict) -> dict[str, dict]:
@@ -313,8 +311,9 @@ def read_csv(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise SuperionError(f"table not found: {path}; run `superion tables` (or the workflow) first")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    from superion.files import read_csv as read_rows
+
+    rows = read_rows(path, fix="delete it and rerun `superion tables` (or the workflow)")
     out = []
     for r in rows:
         conv = {}
