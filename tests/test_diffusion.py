@@ -232,3 +232,16 @@ def test_hop_length_is_required_without_a_structure():
     disp = np.cumsum(np.random.default_rng(6).standard_normal((4, 3, 50)), axis=2)
     with pytest.raises(SuperionError, match="hop length unknown"):
         analyze_displacements(disp, 10.0, 600.0, np.full(50, 1000.0))
+
+
+def test_rare_hops_make_a_run_subdiffusive_not_immobile():
+    """A short run with a few real hops but an MSD below h²/4 at the window end is caged, not
+    immobile (the regime must not hide hops the hop counter saw); without hops it stays immobile."""
+    from superion.analysis.synthetic import lattice_hopping
+
+    rare = synthetic_summary(lattice_hopping(16, 600, 0.005, 0.05, hop_length_A=3.4, seed=5, unwrap="affine")).summary
+    none = synthetic_summary(lattice_hopping(16, 600, 0.005, 0.0, hop_length_A=3.4, seed=5, unwrap="affine")).summary
+    assert none["n_hops"] == 0 and none["regime"] == "immobile"
+    assert rare["n_hops"] > 0 and rare["msd_at_fit_end_A2"] < 0.25 * rare["hop_length_A"] ** 2
+    assert rare["regime"] == "subdiffusive" and any("hop(s) between sites were seen" in r for r in rare["regime_reasons"])
+    assert rare["diffusivity_cm2_s"] is None and rare["diffusivity_upper_bound_cm2_s"] > 0

@@ -338,6 +338,12 @@ def analyze_displacements(
             hops.update(correlation_factor=None, correlation_factor_ci95=None,
                         correlation_factor_note="D not resolved (non-diffusive run): no correlation factor")
 
+    if st["regime"] == "immobile" and hops.get("n_hops"):
+        # The MSD at the window end (a third of a short run) can be below h^2/4 while ions have
+        # already hopped between sites: such a run is caged, not immobile.
+        st = dict(st, regime="subdiffusive", regime_reasons=[
+            *st["regime_reasons"], f"but {hops['n_hops']} hop(s) between sites were seen: not immobile, subdiffusive"])
+        warnings = [w.replace(" motion is immobile ", " motion is subdiffusive ") for w in warnings]
     summary = {
         "species": species,
         "charge": z,
