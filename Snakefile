@@ -46,7 +46,9 @@ SUPERION = f"'{_exe}'" if _exe.is_file() else f"'{sys.executable}' -m superion"
 # The validated config, written only when it changed: tables/figures read it (and rerun when
 # it changes); MD does not depend on it, so editing a caption or a figure setting reruns no MD.
 _cfg_json = Path(RES) / layout.LAYOUT["config"]
-_cfg_text = __import__("json").dumps(CFG, indent=2, sort_keys=True) + "\n"
+# (without the keys that only choose how MD executes: batching on/off reruns no table)
+_cfg_text = __import__("json").dumps({k: v for k, v in CFG.items() if k not in sc.EXECUTION_KEYS}, indent=2,
+                                     sort_keys=True) + "\n"
 if not _cfg_json.is_file() or _cfg_json.read_text() != _cfg_text:
     write_text(_cfg_json, _cfg_text)
 CONFIG_JSON = str(_cfg_json)

@@ -14,11 +14,22 @@ Methods are interleaved over ``--repeats`` rounds (order rotated) and the fastes
     .venv/bin/python bench/md_throughput.py [--steps 30] [--repeats 2] [--threads 1] [--write]
 
 ``--write`` replaces the md_throughput section of bench/RESULTS.md.
+
+Batched replicas (``superion md-batch``): ``--replicas 1,2,4,8`` (with ``--device cpu|cuda``)
+times R replicas of the o-NBH unit cell (128 atoms) and of its 2x2x2 supercell (1024 atoms),
+NPT at temperatures spread over 300-800 K, advanced in lockstep with one batched model call
+per step, against one replica at a time (``run_md``); it also times the lockstep with a
+zero-cost calculator (ASE integrators + observers + hand-offs: what a batch leaves on the CPU).
+Reported: aggregate atom-steps/s, per-replica ns/day (1 fs steps) and the speed-up over one at a
+time. ``--write`` replaces the ``md_batch_<device>`` section of ``--results`` (bench/RESULTS.md).
+
+    .venv/bin/python bench/md_throughput.py --device cuda --replicas 1,2,4,8,16,32 --write
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -33,6 +44,7 @@ SHARED = Path(os.environ.get("SUPERION_SHARED", REPO.parent / "shared"))
 APPROX = SHARED / "structures" / "approximants"
 MODEL = "M3GNet-r2SCAN-NaBH"
 START, END = "<!-- md_throughput:start -->", "<!-- md_throughput:end -->"
+ONBH = APPROX / "oNBH_Na3BH4B12H12_Cmc21-approx.cif"
 
 
 def structures():
@@ -97,7 +109,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    ap.add_argument("--replicas", help="batched mode: replica counts, e.g. 1,2,4,8,16,32")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="batched mode: torch device")
+    ap.add_argument("--sizes", default="1,8", help="batched mode: supercells of the o-NBH cell as cell counts "
+                    "(1 = 128 atoms, 8 = 2x2x2 = 1024 atoms)")
+    ap.add_argument("--max-atoms", type=int, default=None,
+                    help="batched mode: skip batches with more atoms in all (default: none skipped)")
+    ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"), help="file --write updates")
+    ap.add_argument("--json", help="batched mode: also write the numbers here")
     args = ap.parse_args()
+    if args.replicas:
+        return batched_main(args)
 
     from superion.potential import load_potential, set_threads
 
@@ -145,13 +167,115 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        res = REPO / "bench" / "RESULTS.md"
-        old = res.read_text() if res.exists() else "# Benchmark results\n"
-        if START in old and END in old:
-            new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _m: text, old, flags=re.S)
-        else:
-            new = old.rstrip("\n") + "\n\n" + text + "\n"
-        res.write_text(new)
+        replace_section(Path(args.results), "md_throughput", text)
+
+
+# --------------------------------------------------------------------------- batched replicas
+def zero_calculator():
+    """Zero energy, forces and stress at no cost: times everything of a step but the model."""
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class Zero(Calculator):
+        implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            self.results = {"energy": 0.0, "free_energy": 0.0, "forces": np.zeros((len(self.atoms), 3), np.float32),
+                            "stress": np.zeros(6)}
+
+    return Zero()
+
+
+def batch_step_time(path, n_replicas: int, steps: int, threads: int, device: str, workdir: Path, *,
+                    zero: bool = False) -> np.ndarray:
+    """(wall, CPU) seconds per lockstep step (all replicas) of ``run_md_batch``, step loop only."""
+    from superion.md import MDSettings
+    from superion.md.batch import batch_replicas, run_md_batch
+
+    base = MDSettings(temperature_K=600, steps=steps, ensemble="npt", save_every=10 if steps % 10 == 0 else steps)
+    temps = np.linspace(300, 800, n_replicas) if n_replicas > 1 else [600.0]
+    out = Path(tempfile.mkdtemp(prefix="batch_", dir=workdir))
+    reps = batch_replicas(out, base, temps, seeds=list(range(n_replicas)))
+    kw = dict(calculators=[zero_calculator() for _ in reps]) if zero else dict(potential=MODEL, device=device)
+    res = run_md_batch(path, reps, threads=threads, log=lambda *a: None, progress_every_s=None, **kw)
+    res.raise_failures()
+    # every replica's loop spans the same lockstep steps; the longest one covers them all
+    loop = max(res.results, key=lambda r: r.loop_s)
+    return np.array([loop.loop_s, loop.loop_cpu_s]) / loop.loop_steps
+
+
+def batched_main(args) -> None:
+    from ase.io import read, write
+
+    from superion.potential import load_potential, set_threads
+
+    set_threads(args.threads)
+    load_potential(MODEL, device=args.device)  # loaded (and self-checked) once, outside the timings
+    counts = [int(x) for x in args.replicas.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_batch_"))
+    clock = 1 if args.device == "cpu" else 0  # CPU time on a (shared) CPU; wall time on a GPU
+    rows, data = [], []
+    for cells in (int(x) for x in args.sizes.split(",")):
+        atoms = read(ONBH)
+        if cells > 1:
+            k = round(cells ** (1 / 3))
+            atoms = atoms * (k, k, k)
+        path = tmp / f"oNBH_{len(atoms)}.extxyz"
+        write(path, atoms)
+        n = len(atoms)
+        one = batch_step_time(path, 1, args.steps, args.threads, args.device, tmp)  # R=1: exactly run_md's path
+        for R in counts:
+            if args.max_atoms is not None and R * n > args.max_atoms:
+                print(f"{n} atoms x {R}: skipped (> --max-atoms {args.max_atoms})", flush=True)
+                continue
+            t = one if R == 1 else batch_step_time(path, R, args.steps, args.threads, args.device, tmp)
+            zero = batch_step_time(path, R, args.steps, args.threads, args.device, tmp, zero=True)
+            agg = R * n / t[clock]
+            row = {"atoms": n, "replicas": R, "step_s": t[clock], "step_wall_s": t[0], "step_cpu_s": t[1],
+                   "aggregate_atom_steps_s": agg, "ns_day_per_replica": 86400 / t[clock] * 1e-6,
+                   "speedup": agg / (n / one[clock]), "overhead_ms_per_replica_step": 1e3 * zero[1] / R}
+            data.append(row)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    import torch
+
+    what = "CPU time of the process (the 2-core machine was shared with other jobs: wall time was inflated)" \
+        if args.device == "cpu" else "wall time"
+    dev = torch.cuda.get_device_name(0) if args.device == "cuda" else (platform.processor() or platform.machine())
+    tag = f"md_batch_{args.device}"
+    lines = [f"<!-- {tag}:start -->", f"## Batched replicas, {args.device} (`bench/md_throughput.py --device "
+             f"{args.device} --replicas {args.replicas}`)", "",
+             f"{dev}, torch {torch.__version__}, {args.threads} thread(s), {MODEL}, o-NBH cell (128 atoms) and "
+             f"2x2x2 (1024 atoms), NPT (MTK), {args.steps} steps per measurement, "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Times: {what}, per lockstep step "
+             "(all R replicas), step loop only (thermo/frames every 10 steps, stability guard every step).", "",
+             "| atoms | R | s/step (all R) | aggregate atom-steps/s | ns/day per replica | vs one at a time "
+             "| CPU floor: ms per replica-step with a zero-cost model |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['atoms']} | {r['replicas']} | {r['step_s']:.4f} | {r['aggregate_atom_steps_s']:.0f} "
+                     f"| {r['ns_day_per_replica']:.3f} | {r['speedup']:.2f}x | {r['overhead_ms_per_replica_step']:.2f} |")
+    lines += ["", "R = 1 is `run_md`'s own path (a batch of one is the single-graph evaluation). \"vs one at a "
+              "time\" = aggregate throughput over that of R = 1. The last column is the lockstep with a calculator "
+              "that costs nothing (ASE MTK integrator, observers, hand-offs, per replica): the CPU work a "
+              "batch cannot remove.", f"<!-- {tag}:end -->"]
+    text = "\n".join(lines)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=1) + "\n")
+    if args.write:
+        replace_section(Path(args.results), tag, text)
+
+
+def replace_section(path: Path, tag: str, text: str) -> None:
+    """Replace the ``<!-- tag:start -->..<!-- tag:end -->`` section of ``path`` (append if absent)."""
+    start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    if start in old and end in old:
+        new = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _m: text, old, flags=re.S)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(new)
 
 
 if __name__ == "__main__":
