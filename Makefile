@@ -10,7 +10,7 @@ export SUPERION_MODELS ?= $(SHARED)/models
 CONFIG ?= configs/default.yaml
 CORES ?= 2
 
-.PHONY: run test venv smoke report clean-results
+.PHONY: run test test-slurm venv smoke report clean-results
 
 venv: $(STAMP)
 
@@ -34,6 +34,12 @@ report: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
+
+# The smoke DAG through workflow/profiles/slurm on a throw-away one-node SLURM cluster (with and
+# without accounting, kill -9 and rerun). Needs root and apt-get (installs slurm-wlm, slurmdbd,
+# munge, mariadb-server if missing); says SKIPPED otherwise. See workflow/profiles/slurm/test/.
+test-slurm: $(STAMP)
+	bash workflow/profiles/slurm/test/run.sh
 
 clean-results:
 	rm -rf results/

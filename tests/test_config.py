@@ -139,7 +139,7 @@ def test_potential_element_coverage(tmp_path):
         " _atom_site_fract_x\n _atom_site_fract_y\n _atom_site_fract_z\n  Li Li1 0 0 0\n  S S1 0.5 0.5 0.5\n"
     )
     cfg = _base()
-    cfg["systems"]["a"]["structure"] = "li.cif"
+    cfg["systems"]["a"].update(structure="li.cif", mobile_species="Li")
     with pytest.raises(SuperionError, match="does not cover element"):
         sc.validate_config(cfg, base_dir=tmp_path)
     cfg["systems"]["a"]["potential"] = "M3GNet-MatPES-r2SCAN-v2025.1-PES"

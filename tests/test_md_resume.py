@@ -178,3 +178,18 @@ def test_m3gnet_resume_is_bitwise(shared_dir, tmp_path, monkeypatch):
     res = run_md(cif, tmp_path / "b", MDSettings(**s), **kw)
     assert res.resumed_from_step == 8
     _same_run(tmp_path / "ref", tmp_path / "b")
+
+
+@pytest.mark.parametrize("equilibration_steps", [0, 10])
+def test_resume_from_the_first_checkpoint(cu_file, tmp_path, equilibration_steps):
+    """Killed before the second checkpoint: the rerun resumes from the step-0 checkpoint and must
+    not record step 0 a second time (a doubled thermo row; with no equilibration a doubled frame)."""
+    s = MDSettings(temperature_K=500, steps=40, equilibration_steps=equilibration_steps, ensemble="npt",
+                   timestep_fs=2.0, save_every=5, checkpoint_every=20, seed=4)
+    run_md(cu_file, tmp_path / "ref", s, calculator=EMT(), log=lambda *a: None)
+    with pytest.raises(KeyboardInterrupt):
+        run_md(cu_file, tmp_path / "b", s, calculator=EMT(fail_after=8), log=lambda *a: None)
+    res = run_md(cu_file, tmp_path / "b", s, calculator=EMT(), log=lambda *a: None)
+    assert res.resumed_from_step == 0
+    _same_run(tmp_path / "ref", tmp_path / "b")
+    _consecutive(tmp_path / "b", s)

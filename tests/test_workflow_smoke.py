@@ -8,11 +8,14 @@ before any job with one clear line.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +171,99 @@ def test_switching_batching_reruns_nothing(smoke_run, smoke_batch_run):
         proc = _snakemake(work, "-n", "--cores", "1", "--configfile", "smoke.yaml", *extra)
         assert proc.returncode == 0, _tail(proc)
         assert "Nothing to be done" in proc.stdout + proc.stderr, _tail(proc)
+
+
+# ---- kill -9 and rerun ------------------------------------------------------------------
+
+def _run_dirs(res: Path) -> list[Path]:
+    return sorted(p.parent for p in (res / "runs").rglob("metadata.json"))
+
+
+def _wait(cond, what: str, proc: subprocess.Popen, timeout: float = 300.0, every: float = 0.05):
+    t0 = time.monotonic()
+    while not cond():
+        if proc.poll() is not None:
+            pytest.fail(f"snakemake ended (rc {proc.returncode}) before {what}")
+        if time.monotonic() - t0 > timeout:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def _gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_kill9_mid_md_and_mid_analysis_then_rerun_gives_the_same_tables(smoke_run, tmp_path):
+    """`make smoke`'s command, killed with SIGKILL twice, then rerun: same tables as uninterrupted.
+
+    1. mid-MD: the whole DAG dies (Snakemake and its jobs): the rerun resumes MD from checkpoints;
+    2. mid-analysis: only the Snakemake process dies, its jobs run on (what kill -9 of Snakemake
+       does): the rerun meets its stale directory lock and the still-running jobs.
+    To stay cheap it starts from the reference's relaxed structures and stops at the tables.
+    """
+    _, ref_res, _ = smoke_run
+    work = tmp_path / "killed"
+    work.mkdir()
+    (work / "structures").symlink_to(REPO / "structures")
+    shutil.copy(REPO / "configs" / "smoke.yaml", work / "smoke.yaml")
+    res = work / "results" / "smoke"
+    shutil.copytree(ref_res / "structures", res / "structures")  # keeps mtimes: up to date
+    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
+           "--cores", "2", "--configfile", "smoke.yaml", "--rerun-incomplete",
+           "results/smoke/summary.csv", "results/smoke/diffusion.csv"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+
+    def start(name):
+        log = open(tmp_path / f"{name}.log", "w")
+        return subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def md_running():  # an MD run past its first checkpoint and not finished
+        return any((d / "checkpoint.npz").exists() and not (d / "complete.json").exists() for d in _run_dirs(res))
+
+    p1 = start("first")
+    try:
+        _wait(md_running, "an MD run with a checkpoint", p1)
+        os.killpg(p1.pid, signal.SIGKILL)  # Snakemake and every job it started
+    finally:
+        p1.wait()
+    interrupted = [d for d in _run_dirs(res) if not (d / "complete.json").exists()]
+    assert interrupted, "no MD run was cut short"
+    assert list((work / ".snakemake" / "locks").glob("*.lock")), "kill -9 leaves Snakemake's lock behind"
+
+    def analysis_started():
+        logs = res / "logs"
+        return any(any((logs / k).rglob("*.log")) for k in ("diffusion", "rotation", "density") if (logs / k).is_dir())
+
+    p2 = start("second")
+    try:
+        _wait(analysis_started, "an analysis job", p2)
+        os.kill(p2.pid, signal.SIGKILL)  # Snakemake only: its jobs keep running
+        p2.wait()
+        third = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        out = third.stdout + third.stderr
+        assert third.returncode == 0, "\n".join(out.splitlines()[-40:])
+        assert "removed the Snakemake lock left by a killed process" in out
+        logs = out + (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text()
+        assert "rule relax:" not in logs and "rule prepare:" not in logs  # seeded, up to date
+        t0 = time.monotonic()
+        while not _gone(p2.pid) and time.monotonic() - t0 < 120:  # orphans of the second run
+            time.sleep(0.2)
+    finally:
+        if not _gone(p2.pid):
+            os.killpg(p2.pid, signal.SIGKILL)
+    for name in ("summary.csv", "diffusion.csv"):
+        assert (res / name).read_text() == (ref_res / name).read_text(), name
+    # the cut-short runs resumed from their checkpoints, into whole trajectories (no frame twice)
+    ref_runs = {d.relative_to(ref_res): d for d in _run_dirs(ref_res)}
+    for d in interrupted:
+        meta = json.loads((d / "metadata.json").read_text())
+        assert meta["status"] == "complete" and meta["resumed_utc"], d
+    from superion.trajectory import open_trajectory
+
+    for d in _run_dirs(res):
+        with open_trajectory(ref_runs[d.relative_to(res)]) as ref, open_trajectory(d) as tr:
+            assert tr.n_frames == ref.n_frames and list(tr.steps) == list(ref.steps), d

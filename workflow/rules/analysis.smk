@@ -42,6 +42,9 @@ rule diffusion:
         run_dir=_run_dir,
         species=lambda wc: CFG["systems"][wc.system]["mobile_species"],
         args=_fit_args,
+    resources:
+        mem_mb=8000,
+        runtime=120,
     shell:
         "{SUPERION} analyze diffusion {params.run_dir:q} --species {params.species} --json {output.json:q}"
         " {params.args} > {log:q} 2>&1"
@@ -60,6 +63,9 @@ rule rotation:
     params:
         run_dir=_run_dir,
         lag=_opt("--rotation-lag-ps", "rotation_lag_ps"),
+    resources:
+        mem_mb=8000,
+        runtime=120,
     shell:
         "{SUPERION} analyze rotation {params.run_dir:q} --json {output.json:q} {params.lag} > {log:q} 2>&1"
 
@@ -77,6 +83,9 @@ rule density:
         run_dir=_run_dir,
         species=lambda wc: CFG["systems"][wc.system]["mobile_species"],
         grid=_opt("--grid-spacing-A", "density_grid_spacing_A"),
+    resources:
+        mem_mb=4000,
+        runtime=60,
     shell:
         "{SUPERION} analyze density {params.run_dir:q} --species {params.species} --out {output.cube:q} {params.grid}"
         " > {log:q} 2>&1"
@@ -95,5 +104,8 @@ rule arrhenius:
         f"{LOGS}/arrhenius/{{system}}/{{mass}}.log",
     benchmark:
         f"{BENCH}/arrhenius/{{system}}/{{mass}}.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=10,
     shell:
         "{SUPERION} analyze arrhenius {input:q} --allow-no-fit --json {output:q} > {log:q} 2>&1"

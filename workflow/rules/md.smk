@@ -53,9 +53,11 @@ if not _BATCHES:
                 f"--temperature-K {wc.T} --seed {wc.seed} --out {shlex.quote(str(Path(output[0]).parent))}"
             ),
         threads: CFG["threads"]
+        # Per attempt: a run longer than this is continued from its checkpoint by the next attempt
+        # (profiles' retries) or the next invocation. On a cluster: --set-resources md:runtime=...
         resources:
-            mem_mb=4000,
-            runtime=240,
+            mem_mb=8000,
+            runtime=1440,
         shell:
             MD_SHELL
 
@@ -101,8 +103,8 @@ for _k, _b in enumerate(_BATCHES):
             runs=_batch_runs(_b),
         threads: CFG["threads"]
         resources:
-            mem_mb=4000 + 500 * len(_b.runs),
-            runtime=240,
+            mem_mb=8000 + 500 * len(_b.runs),
+            runtime=1440,
             gpu=0 if CFG["device"] == "cpu" else 1,
         shell:
             MD_SHELL

@@ -32,6 +32,9 @@ rule tables:
         f"{LOGS}/tables.log",
     benchmark:
         f"{BENCH}/tables.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=15,
     shell:
         "{SUPERION} tables --config {input.config:q} --results {RES:q}"
         " --summary {output.summary:q} --diffusion {output.diffusion:q} > {log:q} 2>&1"
@@ -69,6 +72,9 @@ for _kind in layout.FIGURE_KINDS:
         params:
             kind=_kind,
             stem=f"{RES}/figures/{_kind}",
+        resources:
+            mem_mb=2000,
+            runtime=15,
         shell:
             "{SUPERION} figures {params.kind} --config {CONFIG_JSON:q} --results {RES:q}"
             " --out {params.stem:q} > {log:q} 2>&1"

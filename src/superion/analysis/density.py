@@ -35,23 +35,37 @@ def grid_shape(cell: np.ndarray, spacing_A: float) -> tuple[int, int, int]:
 
 
 def density_grid(traj, atoms: np.ndarray, spacing_A: float = DEFAULT_SPACING_A, chunk_frames: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """(density (na, nb, nc) ions/Å³, mean cell (3, 3) Å) of the selected atoms over all frames."""
+    """(density (na, nb, nc) ions/Å³, mean cell (3, 3) Å) of the selected atoms over all frames.
+
+    Frames that cannot be physical (:mod:`superion.trajectory.sanity`: non-finite cells or
+    positions, jumps) are a SuperionError naming the frame and the atom, not silently binned."""
     from superion.analysis.kernels import as_c64, histogram_frac
-    from superion.analysis.unwrap import to_fractional
+    from superion.analysis.unwrap import inverse_cells
+    from superion.trajectory.sanity import FrameGuard, check_cells
 
     F = int(traj.n_frames)
     if F == 0:
         raise SuperionError("trajectory has no frames; check the file or the run directory")
     cells_all = np.asarray(traj.cells(slice(None)), dtype=float)
+    guard = FrameGuard(traj, None, np.asarray(atoms))
+    check_cells(cells_all, guard.source)
+    inv_all = inverse_cells(cells_all)[0]
     mean_cell = cells_all.mean(axis=0)
     shape = grid_shape(mean_cell, spacing_A)
     if np.prod(shape, dtype=float) > 2e8:
         raise SuperionError(f"grid {shape} is too large; use a coarser --grid-spacing-A")
     grid = np.zeros(shape)
+    wrapped = bool(traj.wrapped)
+    prev = None
     for start in range(0, F, chunk_frames):
         frames = slice(start, min(start + chunk_frames, F))
         pos = np.asarray(traj.positions(frames, atoms), dtype=float)
-        histogram_frac(as_c64(to_fractional(pos, cells_all[frames])), grid)
+        frac = np.matmul(pos, inv_all[frames])
+        # the step check compares fractional positions (wrapped) or Cartesian ones (continuous)
+        prev = (frac if wrapped else pos)[0] if prev is None else prev
+        guard.check(None, None, pos, prev, cells_all[frames], inv_all[frames], wrapped, start)
+        prev = (frac if wrapped else pos)[-1]
+        histogram_frac(as_c64(frac), grid)
     voxel = abs(np.linalg.det(mean_cell)) / grid.size
     return grid / (F * voxel), mean_cell
 
@@ -112,15 +126,19 @@ class DensityResult:
 
 
 def write_density(trajectory: str | os.PathLike, out: str | os.PathLike, species: str = "Na",
-                  spacing_A: float = DEFAULT_SPACING_A, *, frame_interval_fs: float | None = None) -> DensityResult:
+                  spacing_A: float = DEFAULT_SPACING_A, *, frame_interval_fs: float | None = None,
+                  open_options: dict | None = None) -> DensityResult:
     """``superion analyze density``: open ``trajectory`` (run directory or file;
     ``frame_interval_fs`` only matters for files without frame times), bin the ``species``
     ions on a grid of ~``spacing_A`` Å (:func:`density_grid`) and write it with the first
-    frame to ``out`` (``*.cube`` or ``*CHGCAR*``, :func:`write_volumetric`)."""
+    frame to ``out`` (``*.cube`` or ``*CHGCAR*``, :func:`write_volumetric`). ``open_options`` go
+    to :func:`~superion.trajectory.open_trajectory` (format, type_map, topology)."""
+    from superion.paths import check_writable
     from superion.trajectory import open_trajectory
 
-    volumetric_format(out)  # fail on a bad name before reading the trajectory
-    with open_trajectory(trajectory, frame_interval_fs) as traj:
+    volumetric_format(out)  # fail on a bad name (or place) before reading the trajectory
+    check_writable(out)
+    with open_trajectory(trajectory, frame_interval_fs, **(open_options or {})) as traj:
         if traj.n_frames == 0:
             raise SuperionError(f"{trajectory} holds no frames")
         idx = np.flatnonzero(np.asarray(traj.symbols) == species)

@@ -79,6 +79,16 @@ def fit_window(duration_ps: float, start_ps: float | None, end_ps: float | None)
     return start, end
 
 
+def below(x: float, limit: float) -> str:
+    """``x`` (< ``limit``) with 3 significant digits, more when rounding would print ``limit``
+    itself (19.98 → "19.98", not "20" in "20 ps < 20 ps")."""
+    for digits in range(3, 17):
+        text = f"{x:.{digits}g}"
+        if float(text) < limit:
+            return text
+    return repr(x)
+
+
 def ols_slope_weights(t: np.ndarray) -> np.ndarray:
     """Weights w with slope = w · y for the OLS line y = a + b t."""
     tc = t - t.mean()
@@ -176,6 +186,8 @@ def analyze_displacements(
 
     d_ion = res.per_ion_fit / 6.0 * A2_PS_TO_CM2_S  # per-ion D, cm²/s
     D = float(d_ion.mean())
+    if not np.isfinite(D):  # readers refuse non-finite frames; displacements handed in directly may not be
+        raise SuperionError("the displacements contain NaN/inf, so D is not a number; check the trajectory")
     slope, intercept, se_naive = ols_fit(t, res.mean[window])
     stderr = float(d_ion.std(ddof=1) / np.sqrt(n_ions)) if n_ions > 1 else float("nan")
     d_dir = np.array([ols_fit(t, res.per_dir[window, k])[0] / 2.0 * A2_PS_TO_CM2_S for k in range(3)])
@@ -201,7 +213,7 @@ def analyze_displacements(
 
     warnings: list[str] = []
     if duration_ps < SHORT_RUN_PS:
-        warnings.append(f"short trajectory ({duration_ps:.3g} ps < {SHORT_RUN_PS:g} ps): D is noisy")
+        warnings.append(f"short trajectory ({below(duration_ps, SHORT_RUN_PS)} ps < {SHORT_RUN_PS:g} ps): D is noisy")
     if t[0] < CAGE_REGIME_PS:
         warnings.append(
             f"fit starts at {t[0]:.3g} ps, inside the ~{CAGE_REGIME_PS:g} ps cage-rattling regime: "
@@ -333,8 +345,13 @@ def analyze_trajectory(
         raise SuperionError("temperature unknown; pass --temperature-K")
     if T <= 0:
         raise SuperionError(f"temperature must be positive, got {T}; pass --temperature-K")
+    if drift == "framework" and mobile.size == traj.n_atoms:
+        raise SuperionError(
+            f"every atom of the trajectory is {species}: there is no framework whose centre-of-mass drift could be "
+            "removed; pass --drift none to analyse it with the drift left in"
+        )
     dt = traj.frame_interval_fs
-    mob = collect_mobile(traj, mobile, drift=drift, chunk_frames=chunk_frames)
+    mob = collect_mobile(traj, mobile, drift=drift, chunk_frames=chunk_frames, temperature_K=T)
     result = analyze_displacements(mob.disp_A, dt, T, mob.volumes_A3, species=species, summed_A=mob.summed_A,
                                    max_sq_disp_A2=mob.max_sq_disp_A2, **kwargs)
     result.summary["drift_correction"] = mob.drift_method
@@ -354,19 +371,23 @@ def write_diffusion(
     *,
     frame_interval_fs: float | None = None,
     drift: str = "framework",
+    open_options: dict | None = None,
     **kwargs,
 ) -> dict:
     """``superion analyze diffusion``: open ``trajectory`` (run directory or file, with
     ``frame_interval_fs`` fs between frames if given), analyse the ``species`` ions
     (:func:`analyze_trajectory`; ``kwargs`` as for :func:`analyze_displacements`), write the
-    summary JSON to ``json_path`` and the MSD curves beside it (.npz). Returns the summary."""
+    summary JSON to ``json_path`` and the MSD curves beside it (.npz). Returns the summary.
+    ``open_options`` go to :func:`~superion.trajectory.open_trajectory` (format, type_map, topology)."""
     from superion import __version__
     from superion.analysis.outputs import curves_path, write_result
+    from superion.paths import check_writable
     from superion.trajectory import open_trajectory
 
     if temperature_K is not None and not temperature_K > 0:  # before the trajectory is read
         raise SuperionError(f"--temperature-K {temperature_K}: temperature must be positive")
-    with open_trajectory(trajectory, frame_interval_fs) as traj:
+    check_writable(json_path)
+    with open_trajectory(trajectory, frame_interval_fs, **(open_options or {})) as traj:
         res = analyze_trajectory(traj, species, temperature_K, drift=drift, **kwargs)
     npz = curves_path(json_path)
     summary = {"source": str(trajectory), **res.summary, "msd_file": npz.name, "superion_version": __version__}

@@ -41,17 +41,20 @@ def _frame_soa(pos_t, bx, by, bz):  # pragma: no cover - compiled
 
 
 @njit(cache=True, fastmath=_VEC)
-def _unwrap_soa(bx, by, bz, g, h, acc, first, w, ux, uy, uz):  # pragma: no cover - compiled
-    """Unwrap one frame and return the w-weighted mean displacement from frame 0 (3 floats).
+def _unwrap_soa(bx, by, bz, g, h, wd, acc, first, w, ux, uy, uz, step_max):  # pragma: no cover - compiled
+    """Unwrap one frame; return the w-weighted mean displacement from frame 0 (3 floats).
 
     bx/by/bz: (n,) Cartesian positions (Å, any image); g, h: (3, 3) inverse cell and cell
-    (rows = lattice vectors); acc: (3, n) unwrapped fractional positions of the last frame,
+    (rows = lattice vectors); wd: (3,) perpendicular widths of the cell (Å); acc: (3, n)
+    unwrapped fractional positions of the last frame,
     replaced by this frame's: the image of s = r · g nearest to the last one,
     ``s − round(s − acc)``, i.e. the minimum image of the one-frame step (an atom never moves
     half a cell between frames; acc differs from the wrapped s by whole cells, so no separate
     last-frame array is needed and no rounding error accumulates); first: (3, n) Cartesian
     positions at frame 0; ux/uy/uz: (n,) written with acc · h − first, the displacement
-    from frame 0 in this frame's cell (Å).
+    from frame 0 in this frame's cell (Å); step_max: (n,) running maximum of each atom's step
+    (largest fractional component times the width along it, Å: see
+    :mod:`superion.trajectory.sanity`), updated; NaN once the atom's position was not finite.
     """
     g00, g01, g02 = g[0, 0], g[0, 1], g[0, 2]
     g10, g11, g12 = g[1, 0], g[1, 1], g[1, 2]
@@ -59,6 +62,7 @@ def _unwrap_soa(bx, by, bz, g, h, acc, first, w, ux, uy, uz):  # pragma: no cove
     h00, h01, h02 = h[0, 0], h[0, 1], h[0, 2]
     h10, h11, h12 = h[1, 0], h[1, 1], h[1, 2]
     h20, h21, h22 = h[2, 0], h[2, 1], h[2, 2]
+    w0, w1, w2 = wd[0], wd[1], wd[2]
     a0, a1, a2 = acc[0], acc[1], acc[2]
     f0, f1, f2 = first[0], first[1], first[2]
     sx = 0.0
@@ -72,6 +76,13 @@ def _unwrap_soa(bx, by, bz, g, h, acc, first, w, ux, uy, uz):  # pragma: no cove
         c0 = s0 - math.floor(s0 - a0[i] + 0.5)
         c1 = s1 - math.floor(s1 - a1[i] + 0.5)
         c2 = s2 - math.floor(s2 - a2[i] + 0.5)
+        # the step into this frame, as a running maximum (element-wise: vectorises) that keeps
+        # NaN: "not q <= v" stores a NaN step, "v == v" never overwrites a stored NaN (acc does
+        # not stay NaN: floor(NaN) is an integer here)
+        q = max(abs(c0 - a0[i]) * w0, abs(c1 - a1[i]) * w1, abs(c2 - a2[i]) * w2)
+        v = step_max[i]
+        if v == v and not q <= v:
+            step_max[i] = q
         a0[i] = c0
         a1[i] = c1
         a2[i] = c2
@@ -89,15 +100,18 @@ def _unwrap_soa(bx, by, bz, g, h, acc, first, w, ux, uy, uz):  # pragma: no cove
 
 
 @njit(cache=True, fastmath=_VEC)
-def unwrap_chunk(pos, cells, inv_cells, acc, out):  # pragma: no cover - compiled
+def unwrap_chunk(pos, cells, inv_cells, widths, acc, out, step_max):  # pragma: no cover - compiled
     """Unwrap one chunk of frames frame to frame in fractional coordinates (NPT-safe).
 
     pos: (f, n, 3) Cartesian positions in Å (any image, float32 or float64); cells,
-    inv_cells: (f, 3, 3), rows = lattice vectors, and their inverses; acc: (3, n) unwrapped
+    inv_cells: (f, 3, 3), rows = lattice vectors, and their inverses; widths: (f, 3)
+    perpendicular widths (Å); acc: (3, n) unwrapped
     fractional positions of the frame before this chunk (updated, see :func:`_unwrap_soa`);
     out: (f, n, 3) unwrapped Cartesian positions in Å (acc of each frame times its own
-    cell). The caller starts with ``acc = s[0]`` (plus whole-cell shifts that keep clusters
-    whole) so the first frame maps onto itself.
+    cell); step_max: (n,) running maximum step per atom (Å, updated; NaN for an atom whose
+    position was not finite). The caller starts with
+    ``acc = s[0]`` (plus whole-cell shifts that keep clusters whole) so the first frame maps
+    onto itself.
     """
     f, n = pos.shape[0], pos.shape[1]
     bx, by, bz, ux, uy, uz = _soa_buffers(n)
@@ -105,7 +119,7 @@ def unwrap_chunk(pos, cells, inv_cells, acc, out):  # pragma: no cover - compile
     no_weights = np.zeros(n)
     for t in range(f):
         _frame_soa(pos[t], bx, by, bz)
-        _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], acc, origin, no_weights, ux, uy, uz)
+        _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], widths[t], acc, origin, no_weights, ux, uy, uz, step_max)
         for i in range(n):
             out[t, i, 0] = ux[i]
             out[t, i, 1] = uy[i]
@@ -113,15 +127,18 @@ def unwrap_chunk(pos, cells, inv_cells, acc, out):  # pragma: no cover - compile
 
 
 @njit(cache=True, fastmath=_VEC)
-def collect_chunk(pos, cells, inv_cells, do_unwrap, acc, weights, mobile, is_framework,
-                  first, t0, out_mob, out_com, out_sum, out_msq, max_fw):  # pragma: no cover - compiled
+def collect_chunk(pos, cells, inv_cells, widths, do_unwrap, acc, weights, mobile, is_framework,
+                  first, t0, out_mob, out_com, out_sum, out_msq, step_max, max_fw):  # pragma: no cover - compiled
     """Fused pass over one chunk of frames: unwrap, reference centre of mass, mobile-ion
-    displacements (time last), largest framework excursion. One read of every atom per frame.
+    displacements (time last), largest framework excursion, largest step per atom. One read
+    of every atom per frame.
 
     pos: (f, n, 3) Å, float32 or float64 as stored; cells/inv_cells: (f, 3, 3) float64;
+    widths: (f, 3) perpendicular widths of the cells (Å);
     do_unwrap: positions may jump across the cell (else they are continuous already);
-    acc: (3, n) float64 unwrapped fractional positions carried across chunks (see
-    :func:`_unwrap_soa`; the caller starts it at frame 0's; unused without unwrapping);
+    acc: (3, n) float64 carried across chunks: unwrapped fractional positions of the last frame
+    (see :func:`_unwrap_soa`; the caller starts it at frame 0's), or without unwrapping the
+    last frame's Cartesian positions (Å; starts at frame 0's);
     weights: (n,) COM weights (sum 1, zeros outside the reference; all zeros = no drift
     correction); mobile: (m,) atom indices; is_framework: (n,) 1.0 for framework atoms else
     0.0; first: (3, n) Cartesian positions at frame 0 (Å); t0: index of the chunk's first
@@ -129,22 +146,39 @@ def collect_chunk(pos, cells, inv_cells, do_unwrap, acc, weights, mobile, is_fra
     written at t0 + t (float32 or float64); out_com: (f, 3) COM drift from frame 0 (Å);
     out_sum: (f, 3) Σ over mobile ions of their displacements (Å, the charge displacement);
     out_msq: (m,) running maximum over time of each mobile ion's squared displacement (Å²,
-    updated). Returns the running maximum of |framework displacement − COM drift| (Å), from
-    max_fw.
+    updated); step_max: (n,) running maximum of each atom's step between frames (Å, the lower
+    bound of :mod:`superion.trajectory.sanity`; updated; with unwrapping NaN for an atom whose
+    position was not finite). Returns (the running maximum of |framework displacement − COM
+    drift| (Å), from max_fw; without unwrapping the sum of the step components, not finite when
+    a position is not — a max drops NaN there, since the last position moves on — else 0).
     """
     f, n = pos.shape[0], pos.shape[1]
     bx, by, bz, ux, uy, uz = _soa_buffers(n)
     f0, f1, f2 = first[0], first[1], first[2]
+    p0, p1, p2 = acc[0], acc[1], acc[2]
     run_max = np.full(n, max_fw * max_fw)
+    qs = 0.0
     for t in range(f):
         _frame_soa(pos[t], bx, by, bz)
         if do_unwrap:
-            sx, sy, sz = _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], acc, first, weights, ux, uy, uz)
+            sx, sy, sz = _unwrap_soa(bx, by, bz, inv_cells[t], cells[t], widths[t], acc, first, weights,
+                                     ux, uy, uz, step_max)
         else:  # continuous already: the displacement is the difference to frame 0
             for i in range(n):
-                ux[i] = bx[i] - f0[i]
-                uy[i] = by[i] - f1[i]
-                uz[i] = bz[i] - f2[i]
+                x, y, z = bx[i], by[i], bz[i]
+                ux[i] = x - f0[i]
+                uy[i] = y - f1[i]
+                uz[i] = z - f2[i]
+                e0 = abs(x - p0[i])
+                e1 = abs(y - p1[i])
+                e2 = abs(z - p2[i])
+                qs += e0 + e1 + e2
+                e = max(e0, e1, e2)
+                if e > step_max[i]:
+                    step_max[i] = e
+                p0[i] = x
+                p1[i] = y
+                p2[i] = z
             sx = np.dot(weights, ux)
             sy = np.dot(weights, uy)
             sz = np.dot(weights, uz)
@@ -179,7 +213,7 @@ def collect_chunk(pos, cells, inv_cells, do_unwrap, acc, weights, mobile, is_fra
         out_sum[t, 0] = cx
         out_sum[t, 1] = cy
         out_sum[t, 2] = cz
-    return math.sqrt(run_max.max())
+    return math.sqrt(run_max.max()), qs
 
 
 @njit(cache=True, fastmath=_VEC)

@@ -279,18 +279,22 @@ def write_rotation(
     *,
     frame_interval_fs: float | None = None,
     lag_ps: float = DEFAULT_ROTATION_LAG_PS,
+    open_options: dict | None = None,
 ) -> dict:
     """``superion analyze rotation``: open ``trajectory`` (run directory or file, with
     ``frame_interval_fs`` fs between frames if given), analyse every cluster type
     (:func:`analyze_rotation`), write ``{type: summary}`` (each with source, curves file and
-    version) to ``json_path`` and the curves beside it (.npz). Returns what was written."""
+    version) to ``json_path`` and the curves beside it (.npz). Returns what was written.
+    ``open_options`` go to :func:`~superion.trajectory.open_trajectory` (format, type_map, topology)."""
     from superion import __version__
     from superion.analysis.outputs import curves_path, write_result
+    from superion.paths import check_writable
     from superion.trajectory import open_trajectory
 
     if not lag_ps > 0:  # before the trajectory is read
         raise SuperionError(f"--rotation-lag-ps {lag_ps}: give a positive lag in ps")
-    with open_trajectory(trajectory, frame_interval_fs) as traj:
+    check_writable(json_path)
+    with open_trajectory(trajectory, frame_interval_fs, **(open_options or {})) as traj:
         results, curves = analyze_rotation(traj, lag_ps=lag_ps)
     npz = curves_path(json_path)
     # keyed by cluster type only (scripts iterate over it); provenance goes into each entry

@@ -23,8 +23,9 @@ from typing import Iterator
 
 import numpy as np
 
-from superion.errors import SuperionError
 from superion.analysis.kernels import as_c64, collect_chunk, unwrap_chunk
+from superion.errors import SuperionError
+from superion.trajectory.sanity import FrameGuard, check_cells, perpendicular_widths
 
 DEFAULT_CHUNK_FRAMES = 2000
 READ_CHUNK_BYTES = 4 << 20  # positions per chunk in collect_mobile (float32 frames)
@@ -82,29 +83,43 @@ def iter_unwrapped(
     *,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     groups: np.ndarray | None = None,
+    temperature_K: float | None = None,
 ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
     """Yield ``(frames, unwrapped Cartesian positions (f, n, 3) Å, cells (f, 3, 3) Å)`` by chunk.
 
     ``atoms`` selects atoms (None = all); ``groups`` (per selected atom) keeps clusters whole.
     Positions already unwrapped by the MD engine (``traj.wrapped`` false) are passed through,
     only shifted by whole lattice vectors (of each frame's cell) to make groups whole.
+    Frames that cannot be physical (non-finite cells or positions, jumps; see
+    :mod:`superion.trajectory.sanity`, ``temperature_K`` default the trajectory's) are a
+    SuperionError naming the frame and the atom.
     """
     n_frames = int(traj.n_frames)
-    acc = shifts = None
+    sel = np.arange(int(traj.n_atoms)) if atoms is None else np.arange(int(traj.n_atoms))[atoms]
+    guard = FrameGuard(traj, temperature_K, sel)
+    acc = shifts = prev = None
     for start in range(0, n_frames, chunk_frames):
         frames = slice(start, min(start + chunk_frames, n_frames))
         pos = np.asarray(traj.positions(frames, atoms), dtype=np.float64)
         cells = np.asarray(traj.cells(frames), dtype=np.float64)
+        check_cells(cells, guard.source, start)
+        inv = inverse_cells(cells)[0]
         if traj.wrapped:
             pos = as_c64(pos)
             if acc is None:
                 frac0 = to_fractional(pos[:1], cells[:1])[0]
                 acc = as_c64((frac0 + whole_shifts(frac0, groups, cells[0])).T)
+            before = acc.T.copy()
             out = np.empty_like(pos)
-            unwrap_chunk(pos, as_c64(cells), as_c64(inverse_cells(cells)[0]), acc, out)
+            step_max = np.zeros(len(sel))
+            unwrap_chunk(pos, as_c64(cells), as_c64(inv), as_c64(perpendicular_widths(inv)), acc, out, step_max)
+            guard.check(0.0, step_max, pos, before, cells, inv, True, start)
         else:
             if shifts is None:
                 shifts = whole_shifts(to_fractional(pos[:1], cells[:1])[0], groups, cells[0])
+                prev = pos[0]
+            guard.check(None, None, pos, prev, cells, inv, False, start)
+            prev = pos[-1]
             out = pos + np.einsum("nj,fjk->fnk", shifts, cells) if np.any(shifts) else pos
         yield frames, out, cells
 
@@ -151,6 +166,7 @@ def collect_mobile(
     *,
     drift: str = "framework",
     chunk_frames: int | None = None,
+    temperature_K: float | None = None,
 ) -> MobileDisplacements:
     """Unwrap, remove drift, and keep only the mobile ions' displacements.
 
@@ -163,6 +179,8 @@ def collect_mobile(
     (:func:`iter_stored`) and handed to the fused kernel :func:`superion.analysis.kernels.collect_chunk`; only the
     mobile ions' displacements (n_ions × 3 × F) are kept. ``chunk_frames`` None: ~4 MB of
     positions per chunk (cache-sized, and reused memory rather than freshly faulted pages).
+    A frame that cannot be physical (:class:`FrameGuard`; ``temperature_K`` default the
+    trajectory's) is a SuperionError naming the frame and the atom.
     """
     if chunk_frames is None:
         chunk_frames = max(16, READ_CHUNK_BYTES // max(1, 12 * int(traj.n_atoms)))
@@ -187,20 +205,28 @@ def collect_mobile(
     disp = acc = first = None
     max_fw = 0.0
     all_cells = as_c64(traj.cells(slice(0, n_frames)))  # (F, 3, 3): small
+    guard = FrameGuard(traj, temperature_K, np.arange(n_atoms))
+    check_cells(all_cells, guard.source)
     all_inv, all_det = inverse_cells(all_cells)
+    widths = as_c64(perpendicular_widths(all_inv))
     com = np.zeros((n_frames, 3))
     summed = np.zeros((n_frames, 3))
     msq = np.zeros(mobile.size)
+    step_max = np.zeros(n_atoms)
+    wrapped = bool(traj.wrapped)
     for frames, pos in iter_stored(traj, chunk_frames):
         cells = all_cells[frames]
         if disp is None:  # the first chunk tells the stored precision
             disp = np.empty((mobile.size, 3, n_frames), dtype=pos.dtype)
             # frame 0: unwrapped = as read; copied, since the reader may reuse pos's memory
             first = np.array(pos[0].T, dtype=np.float64, order="C")
-            state = to_fractional(pos[:1].astype(np.float64), cells[:1])[0] if traj.wrapped else first.T
+            state = to_fractional(pos[:1].astype(np.float64), cells[:1])[0] if wrapped else first.T
             acc = np.array(state.T, order="C")
-        max_fw = collect_chunk(pos, cells, all_inv[frames], bool(traj.wrapped), acc, weights,
-                               mobile, is_fw, first, frames.start, disp, com[frames], summed[frames], msq, max_fw)
+        before = acc.T.copy()  # for the search of a fault (24 bytes per atom and chunk)
+        max_fw, step_sum = collect_chunk(pos, cells, all_inv[frames], widths[frames], wrapped, acc, weights, mobile,
+                                         is_fw, first, frames.start, disp, com[frames], summed[frames], msq,
+                                         step_max, max_fw)
+        guard.check(step_sum, step_max, pos, before, cells, all_inv[frames], wrapped, frames.start)
     if disp is None:  # no frames
         disp = np.empty((mobile.size, 3, 0))
     volumes = np.abs(all_det)

@@ -23,8 +23,17 @@ from superion.errors import SuperionError
 _GROUPS = ("potential", "structure", "build", "md", "analyze", "workflow")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors (a missing option, ``--steps ten``) are one line, like every
+    other user error, instead of the usage block; exit status 2 as argparse's."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        print(f"{self.prog}: error: {' '.join(message.split())} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="superion",
         description="M3GNet molecular dynamics of superionic conductors: structures, MD, analysis.",
     )
@@ -56,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("superion: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system said no (a folder that is a file, no space, no permission)
+        if os.environ.get("SUPERION_DEBUG"):
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"superion: error: {exc.strerror or exc}{where}; check the paths, permissions and free space",
+              file=sys.stderr)
+        return 2
     except Exception as exc:  # last resort: one line unless debugging
         if os.environ.get("SUPERION_DEBUG"):
             traceback.print_exc()

@@ -15,7 +15,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "analyze",
         help="diffusivity, conductivity, Arrhenius fits, anion rotation, ion density from trajectories",
-        description="Analyse MD trajectories (run directory, .h5, .traj or .extxyz with per-frame cells).",
+        description="Analyse MD trajectories with per-frame cells: run directory, .h5, any ASE trajectory (.traj, "
+                    ".extxyz, XDATCAR, vasprun.xml, LAMMPS dumps; --format), DCD/XTC/TRR with --topology (MDAnalysis).",
     )
     sub = p.add_subparsers(dest="analyze_command", metavar="ANALYSIS")
 
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
     d.add_argument("trajectory", metavar="TRAJ_OR_RUN")
     d.add_argument("--species", default="Na", help="mobile species (default Na)")
     d.add_argument("--temperature-K", type=float, default=None, help="temperature (K); default: the run's target")
-    _frame_interval(d)
+    _input_options(d)
     d.add_argument("--fit-start-ps", type=float, default=None, help="start of the MSD fit window (ps; default 10 %% of the run)")
     d.add_argument("--fit-end-ps", type=float, default=None, help="end of the MSD fit window (ps; default 50 %% of the run)")
     d.add_argument("--active-threshold-A2", type=float, default=21.0, help="squared displacement that makes an ion active (A^2, default 21)")
@@ -64,7 +65,7 @@ def register(subparsers) -> None:
                     "C1/C2 of centre-to-vertex unit vectors with fitted relaxation times. Curves go to OUT with .npz.",
     )
     r.add_argument("trajectory", metavar="TRAJ_OR_RUN")
-    _frame_interval(r)
+    _input_options(r)
     r.add_argument("--rotation-lag-ps", type=float, default=1.0, help="lag of the rotation speed (ps, default 1)")
     r.add_argument("--json", required=True, metavar="OUT")
     r.set_defaults(func=cmd_rotation)
@@ -77,7 +78,7 @@ def register(subparsers) -> None:
     )
     g.add_argument("trajectory", metavar="TRAJ_OR_RUN")
     g.add_argument("--species", default="Na", help="species (default Na)")
-    _frame_interval(g)
+    _input_options(g)
     g.add_argument("--grid-spacing-A", type=float, default=0.2, help="grid spacing (A, default 0.2)")
     g.add_argument("--out", required=True, metavar="FILE", help="*.cube or *CHGCAR*")
     g.set_defaults(func=cmd_density)
@@ -90,10 +91,24 @@ def _help(parser) -> int:
     return 2
 
 
-def _frame_interval(p) -> None:
+def _input_options(p) -> None:
+    """The options that say how to read the trajectory (all three trajectory commands)."""
     p.add_argument("--frame-interval-fs", type=float, default=None,
-                   help="time between frames (fs); needed for files without per-frame times, overrides the times "
-                        "of other ASE files, must agree with the exact times of run directories and .h5")
+                   help="time between frames (fs); needed for files without per-frame times (XDATCAR, LAMMPS dumps, "
+                        "DCD), overrides the times of other ASE files, must agree with the exact times of run "
+                        "directories, .h5, XTC and TRR")
+    p.add_argument("--format", default=None, metavar="NAME",
+                   help="ASE format name when the file name does not tell (extxyz, traj, vasp-xdatcar, vasp-xml, "
+                        "lammps-dump-text, ...)")
+    p.add_argument("--type-map", default=None, metavar="T=EL,...",
+                   help="elements of numeric atom types, e.g. 1=Li,2=P,3=S (LAMMPS dumps without an element column, "
+                        "topologies without elements)")
+    p.add_argument("--topology", default=None, metavar="FILE",
+                   help="topology of a DCD/XTC/TRR trajectory (PDB, GRO, PSF or LAMMPS data file; needs MDAnalysis)")
+
+
+def _open_options(args: argparse.Namespace) -> dict:
+    return {"format": args.format, "type_map": args.type_map, "topology": args.topology}
 
 
 def cmd_diffusion(args: argparse.Namespace) -> int:
@@ -101,7 +116,7 @@ def cmd_diffusion(args: argparse.Namespace) -> int:
 
     s = write_diffusion(
         args.trajectory, args.json, args.species, args.temperature_K,
-        frame_interval_fs=args.frame_interval_fs, drift=args.drift, charge=args.charge,
+        frame_interval_fs=args.frame_interval_fs, open_options=_open_options(args), drift=args.drift, charge=args.charge,
         fit_start_ps=args.fit_start_ps, fit_end_ps=args.fit_end_ps,
         active_threshold_A2=args.active_threshold_A2, active_normalization=args.active_normalization,
     )
@@ -140,7 +155,8 @@ def cmd_arrhenius(args: argparse.Namespace) -> int:
 def cmd_rotation(args: argparse.Namespace) -> int:
     from superion.analysis.rotation import write_rotation
 
-    results = write_rotation(args.trajectory, args.json, frame_interval_fs=args.frame_interval_fs, lag_ps=args.rotation_lag_ps)
+    results = write_rotation(args.trajectory, args.json, frame_interval_fs=args.frame_interval_fs,
+                             lag_ps=args.rotation_lag_ps, open_options=_open_options(args))
     for ctype, r in results.items():
         c1 = r["c1_tau_ps"]
         c1s = f"{c1:.3g} ps" if c1 is not None else f"> {r['c1_tau_lower_bound_ps']:.3g} ps"
@@ -151,7 +167,8 @@ def cmd_rotation(args: argparse.Namespace) -> int:
 def cmd_density(args: argparse.Namespace) -> int:
     from superion.analysis.density import write_density
 
-    res = write_density(args.trajectory, args.out, args.species, args.grid_spacing_A, frame_interval_fs=args.frame_interval_fs)
+    res = write_density(args.trajectory, args.out, args.species, args.grid_spacing_A,
+                        frame_interval_fs=args.frame_interval_fs, open_options=_open_options(args))
     print(f"superion analyze density: {res.n_ions} {res.species} over {res.n_frames} frames on a "
           f"{'x'.join(map(str, res.shape))} grid -> {args.out}")
     return 0

@@ -126,7 +126,12 @@ def cmd_md(args: argparse.Namespace) -> int:
     from superion.md import run_md
 
     settings = _settings(args, temperature_K=args.temperature_K, seed=args.seed)
-    res = run_md(args.structure, args.out, settings, **_run_kwargs(args))
+    from superion.locks import run_dir_lock
+
+    # One superion md per run directory: a second one (a job resubmitted while the first still
+    # runs, e.g. after Snakemake was killed) waits, then resumes or finds the run complete.
+    with run_dir_lock(args.out):
+        res = run_md(args.structure, args.out, settings, **_run_kwargs(args))
     if res.status == "complete":
         print(f"superion md: {res.run_dir}: {res.steps_done} steps, {res.n_frames} frames, {res.wall_s:.1f} s")
     return 0

@@ -45,6 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--models-dir", metavar="DIR", help="folder of models by name, searched before $SUPERION_MODELS")
     p.add_argument("--rerank", type=int, default=0, metavar="N",
                    help="re-rank the N best Ewald candidates by M3GNet energy after a short relaxation (needs --potential)")
+    p.add_argument("--mobile-species", metavar="EL", default=None,
+                   help="the mobile ion (e.g. Na): refuse a structure that does not contain it")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.set_defaults(func=cmd_prepare)
@@ -86,7 +88,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         args.input, args.out, supercell=args.supercell, min_width_A=args.min_width_A, seed=args.seed,
         n_candidates=args.n_candidates, n_samples=args.n_samples, order_in_supercell=args.order_in_supercell,
         oxidation_states=args.oxidation_states, potential=args.potential, rerank=args.rerank, device=args.device,
-        threads=args.threads, models_dir=args.models_dir, warn=_warn,
+        threads=args.threads, models_dir=args.models_dir, mobile_species=args.mobile_species, warn=_warn,
     )
     rep = prepared.report
     print(f"wrote {rep['output']} ({rep['n_atoms']} atoms, supercell {'x'.join(map(str, rep['multiplier']))}) "

@@ -43,11 +43,12 @@ class StepLoop:
             if obs.due(step):
                 obs(step, replica)
 
-    def run(self, start_step: int, total_steps: int) -> None:
+    def run(self, start_step: int, total_steps: int, *, fresh: bool | None = None) -> None:
         """Integrate from ``start_step`` to ``total_steps``.
 
-        ``start_step == 0`` first evaluates the starting structure and observes step 0 (a fresh
-        run); otherwise the engine is assumed restored at ``start_step``, already observed.
+        A ``fresh`` run (default: ``start_step == 0``) first evaluates the starting structure and
+        observes step 0; otherwise the engine is assumed restored at ``start_step``, already
+        observed — also a resume from the step-0 checkpoint, which must not record step 0 twice.
         An observer raising (e.g. :class:`SimulationError`) stops the loop. When ``engine.step()``
         itself raises anything else, each observer's ``on_step_error(step, replica, exc)`` may
         raise a :class:`SimulationError` naming the cause; otherwise the original error propagates.
@@ -55,7 +56,7 @@ class StepLoop:
         self.step = start_step
         # An exploding run overflows inside the thermostat; the guard reports it, numpy need not.
         with np.errstate(over="ignore", invalid="ignore"):
-            if start_step == 0:
+            if (start_step == 0) if fresh is None else fresh:
                 self.engine.evaluate()
                 self.observe(0)
             t0, c0 = time.perf_counter(), time.process_time()

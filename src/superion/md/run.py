@@ -176,7 +176,7 @@ def execute_run(planned: PlannedRun, opened: OpenRun, progress, *, t_wall: float
     loop = StepLoop(engine, [*replica_observers(settings, run, writer, thermo, engine.masses, planned.settings_hash),
                              progress])
     try:
-        loop.run(start_step, total)
+        loop.run(start_step, total, fresh=not planned.plan.resume)
     except SimulationError as exc:
         run.mark_failed(loop.step, str(exc), n_frames=writer.n_frames)
         raise

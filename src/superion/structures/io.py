@@ -5,6 +5,8 @@ with: one ordered, periodic structure (last frame), ``calc`` None and constraint
 :func:`read_pymatgen` is the same reader for inputs that may be disordered (``prepare``,
 ``supercell``, the workflow's cost estimate). Readers turn every failure (missing file,
 malformed CIF, empty cell, overlapping atoms) into one-line :class:`SuperionError` messages.
+Non-finite or garbage coordinates (:func:`check_coordinates`) and a CIF whose atoms do not add
+up to its own formula (:func:`check_cif_composition`: lines lost) are refused too.
 CIF (and other pymatgen formats) are read with pymatgen so that partial occupancies survive;
 extended XYZ / ASE trajectories are read with ASE so that stored cluster labels
 (``arrays["cluster_id"]``) survive. Writers go through :mod:`superion.atomic`
@@ -31,6 +33,9 @@ WRITE_FORMATS = {".extxyz": "extxyz", ".xyz": "extxyz", ".cif": "cif", ".vasp": 
 # Two atoms closer than this (Å) in an ordered structure are an input error (duplicate sites,
 # wrong units or a disordered model read as ordered). Shortest real bond here: B–H 1.2 Å, H–H in BH4 ~2 Å.
 MIN_DISTANCE_A = 0.5
+# An atom this many cells outside its cell has garbage coordinates (1e6 Å in a 10 Å cell), not a
+# periodic image a writer chose.
+MAX_CELLS_AWAY = 100.0
 
 
 def _one_line(text: Any, limit: int = 160) -> str:
@@ -51,7 +56,7 @@ def check_input_file(path: str | os.PathLike) -> Path:
 
 
 def check_output_path(path: str | os.PathLike, allowed: tuple[str, ...] | None = None) -> Path:
-    """Validate an output path's extension before any work is done."""
+    """Validate an output path's extension, and that it can be written, before any work is done."""
     p = Path(path)
     fmt = WRITE_FORMATS.get(p.suffix.lower())
     if fmt is None or (allowed and p.suffix.lower() not in allowed):
@@ -59,8 +64,52 @@ def check_output_path(path: str | os.PathLike, allowed: tuple[str, ...] | None =
         raise SuperionError(f"cannot write structure format of {p} (extension {p.suffix or 'none'}); use one of {ok}")
     if p.is_dir():
         raise SuperionError(f"output {p} is a folder; give a file name such as {p / 'structure.extxyz'}")
-    return p
+    from superion.paths import check_writable
 
+    return check_writable(p)
+
+
+
+def check_coordinates(positions_A, cell_A, symbols, source: Any = "structure") -> None:
+    """Reject a cell or positions (Å) that are not finite, and atoms more than
+    ``MAX_CELLS_AWAY`` cells outside the cell (garbage coordinates), naming the atom."""
+    import numpy as np
+
+    cell = np.asarray(cell_A, dtype=float)
+    pos = np.asarray(positions_A, dtype=float)
+    if not np.isfinite(cell).all():
+        raise SuperionError(f"{source}: the cell is not finite (NaN/inf); fix the lattice")
+    bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
+    if bad.size:
+        i = int(bad[0])
+        raise SuperionError(f"{source}: atom {i} ({symbols[i]}) has a non-finite position {pos[i].tolist()}; "
+                            "fix its coordinates (the file is damaged)")
+    if abs(np.linalg.det(cell)) > 1e-3 and len(pos):
+        frac = np.abs(np.linalg.solve(cell.T, pos.T).T)
+        i = int(np.argmax(frac.max(axis=1)))
+        if frac[i].max() > MAX_CELLS_AWAY:
+            raise SuperionError(f"{source}: atom {i} ({symbols[i]}) lies {frac[i].max():.3g} cells away from the "
+                                f"cell (position {pos[i].tolist()} A); its coordinates are garbage: fix them")
+
+
+def check_cif_composition(path: Path, structure: "Structure") -> None:
+    """Reject a CIF whose atoms do not add up to its own ``_chemical_formula_sum`` (pymatgen's
+    check): elements missing from the atoms read, or other ratios, mean lost atom lines (a file
+    cut short at a line boundary parses fine otherwise)."""
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            reason = CifParser(str(path)).check(structure)
+        except Exception:  # the structure was read already; a check that cannot run is no verdict
+            return
+    # "Missing elements X from CIF-reported composition" (a sloppy formula) is no sign of lost atoms
+    if reason and ("from PMG structure" in reason or reason.startswith("Incorrect stoichiometry")):
+        raise SuperionError(
+            f"{path}: the atoms read ({structure.composition.formula.replace(' ', '')}) do not match the file's own "
+            f"chemical formula ({_one_line(reason)}); atom lines are missing (a file cut short?): check the file"
+        )
 
 
 def read_pymatgen(path: str | os.PathLike, *, check_overlap: bool = True) -> "Structure":
@@ -84,6 +133,8 @@ def read_pymatgen(path: str | os.PathLike, *, check_overlap: bool = True) -> "St
             hint = next((str(w.message) for w in caught if "No structure parsed" in str(w.message)), "")
             detail = _one_line(f"{exc}" + (f" ({hint})" if hint else ""))
             raise SuperionError(f"cannot read a structure from {p}: {detail}; check that it is a valid CIF/POSCAR file") from None
+    if p.suffix.lower() in (".cif", ".mcif"):
+        check_cif_composition(p, structure)
     validate_structure(structure, p, check_overlap=check_overlap)
     return structure
 
@@ -94,7 +145,8 @@ def validate_structure(structure: "Structure", source: Any = "structure", *, che
 
     if len(structure) == 0:
         raise SuperionError(f"{source} contains no atoms; check the file")
-    if not np.isfinite(structure.lattice.matrix).all() or structure.volume < 1e-3:
+    check_coordinates(structure.cart_coords, structure.lattice.matrix, [s.species_string for s in structure], source)
+    if structure.volume < 1e-3:
         raise SuperionError(f"{source} has a degenerate cell (volume {structure.volume:.3g} Å^3); check the lattice")
     ordered = [i for i, site in enumerate(structure) if site.is_ordered]
     if check_overlap and len(ordered) >= 2:
@@ -129,6 +181,7 @@ def read_atoms(path: str | os.PathLike, *, check_overlap: bool = True) -> "Atoms
             raise SuperionError(f"cannot read a structure from {p}: {_one_line(exc)}; check the file") from None
         if len(atoms) == 0:
             raise SuperionError(f"{p} contains no atoms; check the file")
+        check_coordinates(atoms.positions, atoms.cell.array, atoms.get_chemical_symbols(), p)
         if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-3:
             raise SuperionError(f"{p} has no periodic cell; give a crystal structure with a lattice")
         occupancy = atoms.info.get("occupancy")

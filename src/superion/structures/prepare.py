@@ -54,6 +54,7 @@ def prepare_structure(
     device: str = "auto",
     threads: int | None = None,
     models_dir: str | os.PathLike | None = None,
+    mobile_species: str | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> Prepared:
     """Order ``path`` (partial occupancies by Ewald ranking, optionally re-ranked with ``potential``),
@@ -63,8 +64,9 @@ def prepare_structure(
     perpendicular widths ≥ it, Å). ``potential``: a model name or a loaded
     :class:`~superion.potential.LoadedPotential`; it re-ranks the ``rerank`` best Ewald candidates
     after a short relaxation, and its record goes into the report. ``oxidation_states``: a dict or
-    ``"Li=1,S=-2"``. SuperionError for bad settings (before anything is read or loaded) and when
-    the cluster counts change (ordering or tiling broke or fused molecular ions). The report's
+    ``"Li=1,S=-2"``. ``mobile_species``: an element the structure must contain (the ion the study
+    is about; a file that lost it is refused). SuperionError for bad settings (before anything
+    is read or loaded), for such a structure, and when the cluster counts change (ordering or tiling broke or fused molecular ions). The report's
     ``output`` is None here (set by :func:`prepare_file`).
     """
     from superion import __version__
@@ -91,6 +93,11 @@ def prepare_structure(
 
     structure = read_pymatgen(path)
     symbols = sorted({el.symbol for el in structure.composition.elements})
+    if mobile_species is not None and mobile_species not in symbols:
+        raise SuperionError(
+            f"{path} contains no {mobile_species} (elements: {', '.join(symbols)}), the mobile species; "
+            "check the file (cut short? wrong structure?) or --mobile-species"
+        )
     lp = load_checked(potential, device=device, threads=threads, symbols=symbols, models_dir=models_dir) if potential else None
 
     n_cell_sites = len(structure)

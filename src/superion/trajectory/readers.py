@@ -1,8 +1,10 @@
 """Trajectory readers: one interface over every format analysis reads, and ``open_trajectory``.
 
 Formats: superion run directories and ``.h5`` (:mod:`superion.trajectory.h5md`), any
-ASE-readable trajectory (``.traj`` lazily, ``.extxyz`` and others loaded once), and in-memory
-arrays (:class:`ArrayTrajectory`: tests, trajectories built in Python).
+ASE-readable trajectory (``.traj`` lazily, ``.extxyz``, XDATCAR, vasprun.xml, LAMMPS dumps and
+others loaded once; :mod:`superion.trajectory.formats`), DCD/XTC/TRR with a topology through
+MDAnalysis (:mod:`superion.trajectory.mda`, an optional dependency), and in-memory arrays
+(:class:`ArrayTrajectory`: tests, trajectories built in Python).
 
 The frame interval is decided here and nowhere else: :func:`open_trajectory` applies an
 explicit ``frame_interval_fs`` (ASE files: it sets the times; superion .h5: it must agree with
@@ -168,20 +170,45 @@ class ArrayTrajectory(TrajectoryReader):
 class AseTrajectoryReader(TrajectoryReader):
     """Reader of ASE-readable files (.traj lazily; .extxyz and others loaded once).
 
-    Times: ``frame_interval_fs`` if given (frame i at i × interval; the interval wins over
-    stored times), else ``atoms.info["time_fs"]`` (or ``"time"``, taken as fs), else an error. Positions are assumed wrapped unless ``wrapped=False`` is passed or
-    the frames say ``info["wrapped"] = False`` (as ``superion export`` writes).
+    ``format``: an ASE format name (default: guessed from the name and contents, see
+    :func:`superion.trajectory.formats.ase_format`). Times: ``frame_interval_fs`` if given
+    (frame i at i × interval; the interval wins over stored times), else
+    ``atoms.info["time_fs"]`` (or ``"time"``, taken as fs), else POTIM for vasprun.xml, else an
+    error. ``type_map`` (type → element) names the numeric atom types of a LAMMPS dump without
+    an element column; such a dump without it is refused. Positions are assumed wrapped unless
+    ``wrapped=False`` is passed or the frames say ``info["wrapped"] = False`` (as
+    ``superion export`` writes).
     """
 
     def __init__(self, path: str | os.PathLike, frame_interval_fs: float | None = None,
-                 wrapped: bool | None = None) -> None:
+                 wrapped: bool | None = None, *, format: str | None = None,
+                 type_map: dict[str, str] | None = None) -> None:
         from ase.io import iread
         from ase.io.trajectory import Trajectory
 
+        from superion.trajectory.formats import (LAMMPS_DUMP_FORMATS, VASP_XML_FORMAT, ase_format,
+                                                 lammps_specorder, vasprun_md_parameters)
+
         self.path = Path(path)
         self._traj = None
+        fmt = ase_format(self.path, format)
+        kwargs: dict[str, Any] = {}
+        md_params: dict[str, float] = {}
+        if fmt in LAMMPS_DUMP_FORMATS:
+            specorder = lammps_specorder(self.path, type_map)
+            if specorder:
+                kwargs["specorder"] = specorder
+        elif type_map:
+            raise SuperionError(f"--type-map names LAMMPS/topology atom types; {self.path} ({fmt}) names its elements: drop it")
+        if fmt == VASP_XML_FORMAT:
+            md_params = vasprun_md_parameters(self.path)
+            if md_params.get("IBRION", 0.0) != 0.0:
+                raise SuperionError(f"{self.path} is not a molecular-dynamics run (IBRION = {md_params['IBRION']:g}; "
+                                    "MD has IBRION = 0)")
+            if frame_interval_fs is None and md_params.get("POTIM", 0.0) > 0:
+                frame_interval_fs = md_params["POTIM"]  # every ionic step is stored: POTIM fs apart
         try:
-            if self.path.suffix == ".traj":
+            if fmt == "traj":
                 self._traj = Trajectory(str(self.path), "r")
                 n = len(self._traj)
                 first = self._traj[0] if n else None
@@ -191,7 +218,7 @@ class AseTrajectoryReader(TrajectoryReader):
             else:
                 pos, cell, infos = [], [], []
                 first = None
-                for a in iread(str(self.path), index=":"):
+                for a in iread(str(self.path), index=":", format=fmt, **kwargs):
                     if first is None:
                         first = a
                     elif len(a) != len(first):
@@ -204,9 +231,12 @@ class AseTrajectoryReader(TrajectoryReader):
         except SuperionError:
             raise
         except Exception as exc:
-            raise SuperionError(f"cannot read trajectory {self.path} ({type(exc).__name__}: {exc})") from None
+            guessed = "" if format else ", a format guessed from the name"
+            raise SuperionError(f"cannot read trajectory {self.path} as {fmt}{guessed} ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}); check the file or pass --format") from None
         if first is None:
-            raise SuperionError(f"{self.path} holds no frames")
+            hint = "" if format else f" read as {fmt}, a format guessed from the name (pass --format if it is another)"
+            raise SuperionError(f"{self.path} holds no frames{hint}")
         self.symbols = first.get_chemical_symbols()
         self.masses = np.asarray(first.get_masses(), dtype=float)
         times = [i.get("time_fs", i.get("time")) for i in infos]
@@ -220,19 +250,20 @@ class AseTrajectoryReader(TrajectoryReader):
                 f"{self.path} has no per-frame time (atoms.info 'time_fs'); give the frame interval "
                 "(frame_interval_fs / --frame-interval-fs)"
             )
-        steps = [i.get("step") for i in infos]
+        # LAMMPS dumps number their frames by MD step ('timestep')
+        steps = [i.get("step", i.get("timestep")) for i in infos]
         self.steps = (np.asarray(steps, dtype=np.int64) if all(x is not None for x in steps)
                       else np.arange(len(infos), dtype=np.int64))
         if wrapped is None:
             wrapped = bool(first.info.get("wrapped", True))
         self.wrapped = wrapped
-        t = first.info.get("temperature_K")
+        t = first.info.get("temperature_K", md_params.get("TEBEG"))
         self.temperature_K = None if t is None else float(t)
         try:
             self.labels = labels_for(first)
         except Exception:  # labelling needs a periodic cell; a molecule file has no clusters to speak of
             self.labels = None
-        self.metadata = {"source": str(self.path)}
+        self.metadata = {"source": str(self.path), "format": fmt}
 
     def _get(self, frames, what: str) -> np.ndarray:
         n = self.n_frames
@@ -283,24 +314,41 @@ def _confirm_interval(reader: TrajectoryReader, frame_interval_fs: float) -> Non
 
 
 def open_trajectory(path: str | os.PathLike, frame_interval_fs: float | None = None,
-                    wrapped: bool | None = None) -> TrajectoryReader:
-    """Open a run directory, a ``.h5`` trajectory, or any ASE-readable trajectory file.
+                    wrapped: bool | None = None, *, format: str | None = None,
+                    type_map: str | dict | None = None, topology: str | os.PathLike | None = None) -> TrajectoryReader:
+    """Open a run directory, a ``.h5`` trajectory, a DCD/XTC/TRR file with its ``topology``
+    (MDAnalysis), or any ASE-readable trajectory file (``format``: an ASE format name when the
+    name does not tell; extxyz, .traj, XDATCAR, vasprun.xml, LAMMPS dumps, ...).
 
     ``frame_interval_fs`` (fs, > 0) is applied here, once, for every format: it sets the frame
-    times of ASE files (overriding stored ones; needed when they have none); for run
-    directories and ``.h5``, whose times are exact, it must agree with them (0.1 %) or a
+    times of ASE and DCD files (overriding stored ones; needed when they have none); for run
+    directories, ``.h5``, XTC and TRR, whose times are exact, it must agree with them (0.1 %) or a
     SuperionError says so. The reader's ``frame_interval_fs`` is then that value.
-    ``wrapped`` overrides the wrapped/unwrapped guess for ASE files (superion .h5 is always
-    unwrapped). Use as a context manager: ``with open_trajectory(p) as tr: ...``.
+    ``type_map`` (``"1=Li,2=P"`` or a mapping) names numeric atom types (LAMMPS dumps, topologies
+    without elements). ``wrapped`` overrides the wrapped/unwrapped guess for ASE files (superion
+    .h5 is always unwrapped). Use as a context manager: ``with open_trajectory(p) as tr: ...``.
     """
+    from superion.trajectory.formats import MDANALYSIS_SUFFIXES, parse_type_map
+
     if frame_interval_fs is not None:
         frame_interval_fs = _positive_interval(frame_interval_fs)
+    type_map = parse_type_map(type_map)
     p = Path(path)
     if not p.exists():
         raise SuperionError(f"trajectory {p} not found; give a run directory, a .h5, .traj or .extxyz file")
+    if topology is not None or p.suffix.lower() in MDANALYSIS_SUFFIXES:
+        from superion.trajectory.mda import MDAnalysisTrajectoryReader
+
+        reader = MDAnalysisTrajectoryReader(p, topology, type_map=type_map, format=format,
+                                            frame_interval_fs=frame_interval_fs)
+        if frame_interval_fs is not None and reader._frame_interval_fs is None:
+            _confirm_closing(reader, frame_interval_fs)
+        return reader
     if p.is_dir() or p.suffix.lower() in (".h5", ".hdf5", ".h5md"):
         from superion.trajectory.h5md import H5TrajectoryReader
 
+        if format is not None or type_map is not None:
+            raise SuperionError(f"{p} is a superion trajectory: --format and --type-map do not apply, drop them")
         if p.is_dir():
             h5 = p / TRAJECTORY_NAME
             if not h5.exists():
@@ -310,10 +358,16 @@ def open_trajectory(path: str | os.PathLike, frame_interval_fs: float | None = N
         else:
             reader = H5TrajectoryReader(p)
         if frame_interval_fs is not None:
-            try:
-                _confirm_interval(reader, frame_interval_fs)
-            except SuperionError:
-                reader.close()
-                raise
+            _confirm_closing(reader, frame_interval_fs)
         return reader
-    return AseTrajectoryReader(p, frame_interval_fs=frame_interval_fs, wrapped=wrapped)
+    return AseTrajectoryReader(p, frame_interval_fs=frame_interval_fs, wrapped=wrapped, format=format,
+                               type_map=type_map)
+
+
+def _confirm_closing(reader: TrajectoryReader, frame_interval_fs: float) -> None:
+    """:func:`_confirm_interval`, closing the reader when the interval is refused."""
+    try:
+        _confirm_interval(reader, frame_interval_fs)
+    except SuperionError:
+        reader.close()
+        raise

@@ -3,8 +3,9 @@
 One JSON schema (``superion/schemas/config.schema.json``) is used both by the Snakefile
 (``snakemake.utils.validate``) and here. :func:`validate_config` adds what a schema cannot
 say (unknown system or mass setting in a reference, unknown potential, missing structure
-file, time step that does not divide the save interval) and reports the first problem as one
-line (:class:`~superion.errors.SuperionError`). Defaults come from the schema.
+file, a mobile species or a mass-scaled cluster the structure does not hold, time settings
+that do not fit each other) and reports the first problem as one line
+(:class:`~superion.errors.SuperionError`). Defaults come from the schema.
 
 Paths come from :mod:`superion.layout`. Times in ps/fs, temperatures in K, lengths in Å.
 """
@@ -90,6 +91,8 @@ def _error_line(err) -> str:
         return f"{where}: must not be empty"
     if v in ("exclusiveMinimum", "minimum") and "temperatures_K" in where:
         return f"{where}: temperature {inst!r} K is not positive; temperatures must be > 0 K"
+    if v in ("exclusiveMinimum", "minimum") and where.startswith("mass_settings."):
+        return f"{where}: mass factor {inst!r} must be > 0 (1 = unscaled)"
     if v == "not" and isinstance(inst, dict) and "supercell" in inst and "min_width_A" in inst:
         return f"{where}: give either supercell or min_width_A, not both"
     if v == "type":
@@ -204,24 +207,79 @@ def _semantic_problem(cfg: dict, *, check_files: bool, base_dir: Path) -> str | 
         if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
             return (f"{where}: save_every_fs {md['save_every_fs']} is not a whole multiple of "
                     f"timestep_fs {md['timestep_fs']}")
+        problem = _time_problem(where, md)
+        if problem:
+            return problem
         an = system_section(cfg, sname, "analysis")
         if an["fit_start_ps"] is not None and an["fit_end_ps"] is not None and an["fit_end_ps"] <= an["fit_start_ps"]:
             return f"{where}: fit_end_ps must be larger than fit_start_ps"
         if an["fit_end_ps"] is not None and an["fit_end_ps"] > md["production_ps"] + 1e-9:
             return f"{where}: fit_end_ps {an['fit_end_ps']} exceeds production_ps {md['production_ps']}"
+        if an["fit_start_ps"] is not None and an["fit_start_ps"] >= md["production_ps"]:
+            return f"{where}: fit_start_ps {an['fit_start_ps']} is not inside production_ps {md['production_ps']}"
         if check_files:
             spath = Path(sysc["structure"])
             if not spath.is_absolute():
                 spath = base_dir / spath
             if not spath.is_file():
                 return f"{where}.structure: file not found: {sysc['structure']} (paths are relative to the working directory)"
+            elements = _structure_elements(spath)
             allowed = registry.known_elements(pot)
-            if allowed is not None:
-                elements = _structure_elements(spath)
-                if elements and not elements <= allowed:
-                    bad = ", ".join(sorted(elements - allowed))
-                    return (f"{where}: potential {pot} does not cover element(s) {bad}; "
-                            "use a universal potential (e.g. M3GNet-MatPES-r2SCAN-v2025.1-PES)")
+            if allowed is not None and elements and not elements <= allowed:
+                bad = ", ".join(sorted(elements - allowed))
+                return (f"{where}: potential {pot} does not cover element(s) {bad}; "
+                        "use a universal potential (e.g. M3GNet-MatPES-r2SCAN-v2025.1-PES)")
+            if elements and sysc["mobile_species"] not in elements:
+                return (f"{where}.mobile_species: {sysc['mobile_species']} is not in {sysc['structure']} "
+                        f"(elements: {', '.join(sorted(elements))}); fix the species or the structure")
+            scaled = {m: sorted(masses[m]) for m in system_mass_settings(cfg, sname) if masses[m]}
+            if scaled:
+                problem = _cluster_problem(where, spath, sysc["structure"], scaled)
+                if problem:
+                    return problem
+    return None
+
+
+def _time_problem(where: str, md: dict) -> str | None:
+    """Production and equilibration must be whole numbers of save intervals (MD saves a frame
+    every interval, and ``superion md`` refuses anything else), and give the analysis >= 3 frames."""
+    save = md["save_every_fs"]
+    for key in ("production_ps", "equilibration_ps"):
+        n = md[key] * 1000.0 / save
+        if abs(n - round(n)) > 1e-6 * max(1.0, n):
+            return (f"{where}: md.{key} {md[key]:g} ps is not a whole multiple of save_every_fs {save:g} fs; "
+                    f"use e.g. {round(n) * save / 1000.0:g} ps")
+    frames = round(md["production_ps"] * 1000.0 / save)
+    if frames < 3:
+        return (f"{where}: production_ps {md['production_ps']:g} ps gives {frames} frame(s) at save_every_fs "
+                f"{save:g} fs; the analysis needs at least 3")
+    return None
+
+
+def _cluster_problem(where: str, path: Path, name: str, scaled: dict[str, list[str]]) -> str | None:
+    """A mass setting that scales a cluster type the structure does not hold (``superion md``
+    would refuse it after prepare and relax). Clusters are labelled on the fully occupied sites;
+    a type whose elements also sit on partially occupied sites may only form when ordering, so it
+    is let through."""
+    from superion.structures.clusters import KNOWN_CLUSTERS, label_clusters
+    from superion.structures.io import read_pymatgen, to_atoms
+
+    try:
+        structure = read_pymatgen(path, check_overlap=False)
+    except SuperionError as exc:
+        return f"{where}.structure: {exc}"
+    disordered = {sp.symbol for site in structure if not site.is_ordered for sp in site.species}
+    ordered = structure.copy()
+    ordered.remove_sites([i for i, site in enumerate(structure) if not site.is_ordered])
+    present = set(label_clusters(to_atoms(ordered)).types) if len(ordered) else set()
+    elements_of = {t: {el for el, _ in key} for key, t in KNOWN_CLUSTERS.items()}
+    for mname, types in scaled.items():
+        for t in types:
+            if t in present or elements_of.get(t, set()) & disordered:
+                continue
+            return (f"{where}: mass setting {mname!r} scales {t}, which is not in {name} "
+                    f"(clusters there: {', '.join(sorted(present)) or 'none'}); use another mass setting for this "
+                    "system (systems.<name>.mass_settings)")
     return None
 
 
