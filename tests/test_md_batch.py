@@ -21,7 +21,7 @@ import pytest
 
 from superion.errors import SimulationError, SuperionError
 from superion.md import MDSettings, run_md
-from superion.md.batch import batch_replicas, mass_label, parse_mass_settings, run_md_batch
+from superion.md.batch import batch_replicas, locked_replicas, mass_label, parse_mass_settings, run_md_batch
 from test_md_resume import EMT, _consecutive, _same_run
 
 NABH4 = "structures/approximants/NaBH4_P-421c-approx.cif"
@@ -60,6 +60,50 @@ def test_replicas_equal_single_runs_after_1000_steps(cu_file, tmp_path, ensemble
         _same_files(single, r.out_dir)
     names = sorted(p.name for p in (tmp_path / "batch").iterdir())
     assert names == ["T1000K_ref_seed3", "T400K_ref_seed1", "T700K_ref_seed2"]
+
+
+@pytest.mark.parametrize("ensemble", ["npt_iso", "nve"])
+def test_replicas_equal_single_runs_other_ensembles(cu_file, tmp_path, ensemble):
+    """Isotropic MTK and velocity Verlet: bitwise the single runs too (shorter: the same machinery)."""
+    base = MDSettings(temperature_K=300, steps=150, equilibration_steps=50, ensemble=ensemble, timestep_fs=2.0,
+                      save_every=25, checkpoint_every=50, seed=1, trajectory_dtype="float64", save_velocities=True)
+    replicas = batch_replicas(tmp_path / "batch", base, [400, 900], seeds=[1, 2])
+    res = run_md_batch(cu_file, replicas, calculators=[EMT() for _ in replicas], log=quiet)
+    assert not res.failed and res.model_calls == base.total_steps + 1
+    for r in replicas:
+        single = tmp_path / "single" / r.out_dir.name
+        run_md(cu_file, single, r.settings, calculator=EMT(), log=quiet)
+        _same_files(single, r.out_dir)
+
+
+LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from superion.locks import run_dir_lock
+with run_dir_lock(sys.argv[1]):
+    Path(sys.argv[2]).write_text("locked")
+    time.sleep(float(sys.argv[3]))
+"""
+
+
+def test_batch_waits_for_the_run_dir_lock(tmp_path, capfd):
+    """md-batch takes superion md's run-directory lock on every replica: a replica held by another
+    process (e.g. a `superion md` still running after Snakemake was killed) is waited for."""
+    reps = batch_replicas(tmp_path / "b", MDSettings(temperature_K=300, steps=10, save_every=5), [300, 400, 500])
+    flag = tmp_path / "flag"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(reps[1].out_dir), str(flag), "1.5"],
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        deadline = time.time() + 60
+        while not flag.exists() and time.time() < deadline:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        with locked_replicas(reps):
+            waited = time.monotonic() - t0
+            assert all((r.out_dir / ".superion-md.lock").exists() for r in reps)
+    finally:
+        holder.wait()
+    assert waited > 0.5 and "in use by another superion md" in capfd.readouterr().err
 
 
 def test_failing_replica_fails_alone(cu_file, tmp_path):

@@ -138,7 +138,7 @@ def cmd_md(args: argparse.Namespace) -> int:
 
 
 def cmd_md_batch(args: argparse.Namespace) -> int:
-    from superion.md.batch import batch_replicas, parse_mass_settings, run_md_batch
+    from superion.md.batch import batch_replicas, locked_replicas, parse_mass_settings, run_md_batch
 
     if args.mass_scale and args.mass_scales:
         raise SuperionError("give either --mass-scale (one setting for all replicas) or --mass-scales "
@@ -147,7 +147,8 @@ def cmd_md_batch(args: argparse.Namespace) -> int:
     base = _settings(args, temperature_K=args.temperatures_K[0], seed=seeds[0])
     replicas = batch_replicas(args.out, base, args.temperatures_K, seeds,
                               parse_mass_settings(args.mass_scales) if args.mass_scales else None, name=args.name)
-    res = run_md_batch(args.structure, replicas, **_run_kwargs(args))
+    with locked_replicas(replicas):  # one process per run directory, as `superion md`
+        res = run_md_batch(args.structure, replicas, **_run_kwargs(args))
     done = len(replicas) - len(res.failed)
     print(f"superion md-batch: {done} of {len(replicas)} replicas complete under {args.out}, "
           f"{res.model_calls} batched model calls (largest batch {res.largest_batch}), {res.wall_s:.1f} s")

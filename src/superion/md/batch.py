@@ -15,12 +15,13 @@ one replica stopped by the stability guard is marked failed and the rest go on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from superion.errors import SimulationError, SuperionError
 from superion.layout import temp_tag
@@ -128,6 +129,19 @@ def batch_replicas(out: str | os.PathLike, base: MDSettings, temperatures_K: Seq
     return replicas
 
 
+@contextlib.contextmanager
+def locked_replicas(replicas: Sequence[Replica]) -> Iterator[None]:
+    """Hold :func:`superion.locks.run_dir_lock` on every replica's run directory, as ``superion md``
+    holds it on its one: a replica simulated by another process is waited for, then resumed or
+    found complete. Taken in path order, so two overlapping batches cannot deadlock."""
+    from superion.locks import run_dir_lock
+
+    with contextlib.ExitStack() as stack:
+        for d in sorted({Path(r.out_dir).resolve() for r in replicas}):
+            stack.enter_context(run_dir_lock(d))
+        yield
+
+
 def run_md_batch(
     structure: str | os.PathLike,
     replicas: Sequence[Replica],
@@ -188,7 +202,8 @@ def run_md_batch(
         symbols = sorted({s for i in todo for s in planned[i].atoms.get_chemical_symbols()})
         lp = load_checked(potential, device=device, threads=threads, legacy=legacy, symbols=symbols,
                           models_dir=models_dir)
-        evaluate = batched(lp.batch_evaluator())
+        evaluator = lp.batch_evaluator()
+        evaluate = batched(evaluator)
         records = [{**lp.record(), "requested": str(potential)} for _ in todo]
     else:
         from superion.potential import set_threads
@@ -229,6 +244,10 @@ def run_md_batch(
             msg = f"superion md-batch: {res.run_dir}: {res.steps_done} steps, {res.n_frames} frames"
         out.messages.append(msg)
         log(msg)
+    if potential is not None and evaluator.fallbacks:
+        out.messages.append(f"superion md-batch: warning: {evaluator.fallbacks} of {hub.calls} batched model calls "
+                            f"failed and were evaluated one structure at a time (first: {evaluator.fallback_error})")
+        log(out.messages[-1])
     out.model_calls, out.replica_evaluations = hub.calls, hub.replica_evaluations
     out.largest_batch = max(hub.sizes, default=0)
     out.wall_s = time.perf_counter() - t_wall

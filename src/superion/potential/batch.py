@@ -8,7 +8,7 @@ block per graph, and each graph's energy depends only on its own block. Results 
 units and dtypes of ``PESCalculator(stress_unit="eV/A3", use_voigt=True)``: energy eV (Python
 float), forces (N, 3) float32 eV/Å, stress (6,) eV/Å³ in ASE sign.
 
-Equality with one graph at a time (CPU, one thread, measured on o-NBH: docs/md-batch.md): a
+Equality with one graph at a time (CPU, one thread, o-NBH; trajectories: bench/RESULTS.md): a
 structure alone is evaluated through the single-graph path, so a batch of one *is* the single
 evaluation. In a larger batch forces and stresses are bitwise equal for most structures and
 within ~1 float32 ulp (≤ 1e-6 eV/Å) for the others, because torch's CPU kernels evaluate the
@@ -38,6 +38,8 @@ class BatchEvaluator:
         self.potential = potential
         self.to_eV_A3 = units.GPa / (units.eV / units.Angstrom**3)  # matgl's stress is in GPa
         self.atoms2graph = Atoms2Graph(potential.model.element_types, potential.model.cutoff)
+        self.fallbacks = 0  # batched forwards that raised, so each structure was evaluated alone
+        self.fallback_error: str | None = None  # the first such error, for the batch's log
 
     def __call__(self, structures: Sequence) -> list:
         graphs: list = [None] * len(structures)
@@ -54,7 +56,9 @@ class BatchEvaluator:
             try:
                 for k, res in zip(todo, self._batched([graphs[k] for k in todo])):
                     out[k] = res
-            except Exception:
+            except Exception as exc:  # counted, so a batch that never batches does not go unnoticed
+                self.fallbacks += 1
+                self.fallback_error = self.fallback_error or f"{type(exc).__name__}: {exc}"
                 for k in todo:
                     out[k] = self._alone(graphs[k])
         return out
@@ -77,7 +81,8 @@ class BatchEvaluator:
 
         batch = Batch.from_data_list([g for g, _, _ in graphs])
         lattice = torch.cat([lat.reshape(1, 3, 3) for _, lat, _ in graphs])
-        state = torch.as_tensor(np.stack([np.asarray(s) for _, _, s in graphs]))
+        # state: numpy from the pymatgen neighbour list, a tensor (maybe on the GPU) from matgl's Warp one
+        state = torch.stack([torch.as_tensor(s, device=lattice.device) for _, _, s in graphs])
         energy, forces, stress = self.potential(batch, lattice, state)[:3]
         energy = energy.detach().cpu().numpy().reshape(-1)
         forces = forces.detach().cpu().numpy()
