@@ -57,7 +57,7 @@ step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, log to $OUT/NAM
 
 SUPERION_TEST_DEVICE=$DEVICE step test_cuda 120 \
   "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py --junitxml="$OUT/test_cuda.xml"
-step parity 150 "$PY" bench/md_batch_parity.py --device "$DEVICE" "${PARITY[@]}" --json "$OUT/parity.json"
+step parity 150 "$PY" bench/md_batch_parity.py --device "$DEVICE" --batched-graph yes "${PARITY[@]}" --json "$OUT/parity.json"
 step throughput 200 "$PY" bench/md_throughput.py --device "$DEVICE" "${THROUGHPUT[@]}" \
   --json "$OUT/throughput.json" --results "$OUT/RESULTS.md" --write
 

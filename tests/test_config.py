@@ -222,7 +222,7 @@ def test_md_batches(monkeypatch):
     cfg = _base()
     cfg["temperatures_K"] = [300, 325, 350, 375, 400, 425, 450, 475, 500, 550, 600, 700, 800]
     cfg = sc.validate_config(cfg, check_files=False)
-    assert cfg["md_batch"] == "off" and sc.md_batches(cfg) == [] and sc.md_batch_size(cfg, "a") is None
+    assert "md_batch" not in cfg and sc.md_batches(cfg) == [] and sc.md_batch_size(cfg, "a") is None  # absent: off
     for off in (False, "off"):
         assert sc.md_batches(dict(cfg, md_batch=off)) == []
     batches = sc.md_batches(sc.validate_config(dict(cfg, md_batch=5), check_files=False))

@@ -68,7 +68,7 @@ def test_single_run_and_batch_match_on_device(shared_dir, tmp_path):
     base = MDSettings(temperature_K=500, steps=20, equilibration_steps=0, ensemble="npt", save_every=5,
                       trajectory_dtype="float64", seed=3)
     reps = batch_replicas(tmp_path / "batch", base, [400, 500, 600])
-    res = run_md_batch(cif, reps, potential=MODEL, device=DEVICE, threads=1, log=quiet)
+    res = run_md_batch(cif, reps, potential=MODEL, device=DEVICE, threads=1, log=quiet, batched_graph=True)
     assert not res.failed and res.largest_batch == 3
     run_md(cif, tmp_path / "single", reps[1].settings, potential=MODEL, device=DEVICE, threads=1, log=quiet)
     with open_trajectory(reps[1].out_dir) as a, open_trajectory(tmp_path / "single") as b:

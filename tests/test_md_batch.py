@@ -278,13 +278,19 @@ def test_batch_evaluator_matches_pes_calculator(shared_dir):
     broken = structs[0].copy()
     broken.positions[0] = np.nan
     out = be([structs[0], broken, structs[3]])
-    assert isinstance(out[1], Exception) and not isinstance(out[0], Exception)  # fails alone
-    np.testing.assert_allclose(out[2]["forces"], ref[3]["forces"], atol=1e-5)
+    # the broken one gets non-finite results (the replica's stability guard then stops it) or an
+    # exception; the others in its batch are untouched
+    assert isinstance(out[1], Exception) or not np.isfinite(out[1]["stress"]).all()
+    for k, want in ((0, ref[0]), (2, ref[3])):
+        np.testing.assert_allclose(out[k]["forces"], want["forces"], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(out[k]["stress"], want["stress"], rtol=0, atol=1e-7)
+    assert np.array_equal(lp.batch_evaluator(batched_graph=False)(structs)[2]["forces"], ref[2]["forces"])
 
 
 def test_cli_md_batch_equals_md(shared_dir, tmp_path, capsys):
-    """`superion md-batch` with the real model: each replica's trajectory is `superion md`'s to float32
-    rounding, in a run directory with the same files; a rerun does nothing."""
+    """`superion md-batch` with the real model on the CPU: each replica's trajectory is `superion md`'s
+    bitwise (graphs one at a time, the CPU default), or to float32 rounding with --batched-graph yes;
+    same files in the run directory; a rerun does nothing."""
     from superion.cli import main
 
     cif = shared_dir / NABH4
@@ -306,10 +312,18 @@ def test_cli_md_batch_equals_md(shared_dir, tmp_path, capsys):
     assert sorted(p.name for p in rep.iterdir()) == sorted(p.name for p in single.iterdir())
     with open_trajectory(rep) as a, open_trajectory(single) as b:
         np.testing.assert_array_equal(a.steps, b.steps)
-        assert np.abs(a.positions() - b.positions()).max() < 1e-5
-        assert np.abs(a.cells() - b.cells()).max() < 1e-5
+        np.testing.assert_array_equal(a.positions(), b.positions())
+        np.testing.assert_array_equal(a.cells(), b.cells())
     ma, mb = (json.loads((d / "metadata.json").read_text()) for d in (rep, single))
     assert ma["settings_hash"] == mb["settings_hash"] and ma["masses_amu"] == mb["masses_amu"]
     capsys.readouterr()
     assert main(argv) == 0  # everything complete: nothing is evaluated
     assert capsys.readouterr().out.count("already complete") == 4
+    one = tmp_path / "one_graph"  # the batched-graph path (CUDA's default) on the CPU: 1-ulp forces
+    assert main(["md-batch", *common, "--temperatures-K", "700", "500", "--seeds", "3", "--mass-scales", "BH4=10",
+                 "--batched-graph", "yes", "--out", str(one)]) == 0
+    assert "largest batch 2" in capsys.readouterr().out
+    with open_trajectory(one / "T700K_BH4x10_seed3") as a, open_trajectory(single) as b:
+        np.testing.assert_array_equal(a.steps, b.steps)
+        assert np.abs(a.positions() - b.positions()).max() < 1e-5  # 16 steps: not yet amplified
+        assert np.abs(a.cells() - b.cells()).max() < 1e-5

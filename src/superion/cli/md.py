@@ -49,6 +49,10 @@ def register(subparsers) -> None:
     b.add_argument("--name", default="T{T}K_{mass}_seed{seed}",
                    help="run directory of a replica inside --out, from {T}, {mass} ('ref', 'B12H12x10', ...) and "
                         "{seed}; may contain '/' (default T{T}K_{mass}_seed{seed})")
+    b.add_argument("--batched-graph", choices=("auto", "yes", "no"), default="auto",
+                   help="forces of all replicas from one batched graph per step (yes), or one graph per replica "
+                        "in the same lockstep (no: bitwise 'superion md'); auto: yes on CUDA, no on the CPU, "
+                        "where a batched graph is no faster (default auto)")
     b.add_argument("--out", required=True, metavar="DIR", help="folder of the replicas' run directories")
     b.set_defaults(func=cmd_md_batch)
 
@@ -148,7 +152,8 @@ def cmd_md_batch(args: argparse.Namespace) -> int:
     replicas = batch_replicas(args.out, base, args.temperatures_K, seeds,
                               parse_mass_settings(args.mass_scales) if args.mass_scales else None, name=args.name)
     with locked_replicas(replicas):  # one process per run directory, as `superion md`
-        res = run_md_batch(args.structure, replicas, **_run_kwargs(args))
+        res = run_md_batch(args.structure, replicas, **_run_kwargs(args),
+                           batched_graph={"auto": None, "yes": True, "no": False}[args.batched_graph])
     done = len(replicas) - len(res.failed)
     print(f"superion md-batch: {done} of {len(replicas)} replicas complete under {args.out}, "
           f"{res.model_calls} batched model calls (largest batch {res.largest_batch}), {res.wall_s:.1f} s")

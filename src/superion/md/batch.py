@@ -154,6 +154,7 @@ def run_md_batch(
     log=print_line,
     progress_every_s: float | None = 300.0,
     models_dir: str | os.PathLike | None = None,
+    batched_graph: bool | None = None,
 ) -> BatchResult:
     """Run (or resume, or skip) every replica, all live ones advanced together, one model call per step.
 
@@ -163,6 +164,9 @@ def run_md_batch(
     hash and files; trajectories bitwise with per-replica calculators, and to float32 rounding
     with a batched M3GNet (see :mod:`superion.potential.batch`). Everything is checked before any
     run directory is written. Progress lines (never a bar) carry the replica's directory.
+    ``batched_graph``: one batched graph per step (True), or the replicas' graphs one after
+    another in the same lockstep (False: bitwise the single runs); None = True on CUDA, False on
+    the CPU, where batching gains nothing (bench/RESULTS.md).
     Returns a :class:`BatchResult`; :meth:`BatchResult.raise_failures` turns failures into errors.
     """
     t_wall = time.perf_counter()
@@ -202,7 +206,9 @@ def run_md_batch(
         symbols = sorted({s for i in todo for s in planned[i].atoms.get_chemical_symbols()})
         lp = load_checked(potential, device=device, threads=threads, legacy=legacy, symbols=symbols,
                           models_dir=models_dir)
-        evaluator = lp.batch_evaluator()
+        if batched_graph is None:
+            batched_graph = lp.device.startswith("cuda")
+        evaluator = lp.batch_evaluator(batched_graph=batched_graph)
         evaluate = batched(evaluator)
         records = [{**lp.record(), "requested": str(potential)} for _ in todo]
     else:
@@ -225,7 +231,9 @@ def run_md_batch(
             o.writer.close()
             o.thermo.close()
         raise
-    log(f"superion md-batch: {len(todo)} replicas in lockstep (one model call per step), "
+    how = ("one batched model call per step" if potential is None or batched_graph
+           else "model called per replica: bitwise single runs")
+    log(f"superion md-batch: {len(todo)} replicas in lockstep ({how}), "
         f"{len(replicas) - len(todo)} already complete")
 
     def task(i: int, o):

@@ -8,6 +8,11 @@ block per graph, and each graph's energy depends only on its own block. Results 
 units and dtypes of ``PESCalculator(stress_unit="eV/A3", use_voigt=True)``: energy eV (Python
 float), forces (N, 3) float32 eV/Å, stress (6,) eV/Å³ in ASE sign.
 
+``batched_graph=False`` evaluates the structures one graph at a time instead (the same calls as
+``PESCalculator``): bitwise the single runs, for the CPU, where one batched graph costs as
+much as R single ones (bench/RESULTS.md) and its float32 rounding differences make a replica's
+chaotic trajectory leave the single run's within a few hundred steps.
+
 Equality with one graph at a time (CPU, one thread, o-NBH; trajectories: bench/RESULTS.md): a
 structure alone is evaluated through the single-graph path, so a batch of one *is* the single
 evaluation. In a larger batch forces and stresses are bitwise equal for most structures and
@@ -31,11 +36,12 @@ class BatchEvaluator:
     evaluated alone so that only the failing ones get the exception.
     """
 
-    def __init__(self, potential) -> None:
+    def __init__(self, potential, *, batched_graph: bool = True) -> None:
         from ase import units
         from matgl.ext.ase import Atoms2Graph
 
         self.potential = potential
+        self.batched_graph = batched_graph
         self.to_eV_A3 = units.GPa / (units.eV / units.Angstrom**3)  # matgl's stress is in GPa
         self.atoms2graph = Atoms2Graph(potential.model.element_types, potential.model.cutoff)
         self.fallbacks = 0  # batched forwards that raised, so each structure was evaluated alone
@@ -50,8 +56,9 @@ class BatchEvaluator:
             except Exception as exc:  # this structure fails alone
                 out[k] = exc
         todo = [k for k in range(len(structures)) if out[k] is None]
-        if len(todo) == 1:
-            out[todo[0]] = self._alone(graphs[todo[0]])
+        if len(todo) == 1 or not self.batched_graph:
+            for k in todo:
+                out[k] = self._alone(graphs[k])
         elif todo:
             try:
                 for k, res in zip(todo, self._batched([graphs[k] for k in todo])):
