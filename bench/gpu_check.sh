@@ -34,20 +34,22 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 if [ "$DEVICE" = cuda ]; then
   PARITY=(--steps 1000 --replicas 4 --compare 3 --ensembles npt,nvt)
   THROUGHPUT=(--replicas 1,2,4,8,16,32 --sizes 1,8 --steps 20 --max-atoms 16384)
-else  # dry run: the same commands, small enough for a loaded CPU
+  SCALE=1
+else  # dry run: the same commands, small enough for a loaded CPU, with 4x the time limits
+  SCALE=4
   PARITY=(--steps 20 --save-every 10 --replicas 2 --compare 1 --ensembles npt)
   THROUGHPUT=(--replicas 1,2 --sizes 1 --steps 10)
 fi
 
 failed=0
 step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, log to $OUT/NAME.log
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit=$(($2 * SCALE)); shift 2
   local t0=$SECONDS
   echo "== $name (limit ${limit}s): $*" | tee -a "$OUT/summary.txt"
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
   echo "   rc $rc after $((SECONDS - t0)) s; last lines:" | tee -a "$OUT/summary.txt"
-  tail -n 5 "$OUT/$name.log" | sed 's/^/   | /' | tee -a "$OUT/summary.txt"
+  { tail -n 5 "$OUT/$name.log"; echo; } | sed 's/^/   | /' | tee -a "$OUT/summary.txt"
   [ $rc -ne 0 ] && failed=$((failed + 1))
 }
 
