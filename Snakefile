@@ -127,3 +127,4 @@ rule all:
         f"{RES}/{layout.LAYOUT['summary']}",
         f"{RES}/{layout.LAYOUT['diffusion']}",
         expand(f"{RES}/figures/{{kind}}.{{ext}}", kind=layout.FIGURE_KINDS, ext=layout.FIGURE_FORMATS),
+        f"{RES}/{layout.LAYOUT['page']}.html",

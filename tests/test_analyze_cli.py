@@ -49,7 +49,7 @@ def write_extxyz(path, symbols, pos, cells, times, temperature_K=None):
 @pytest.fixture(scope="module")
 def extxyz(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "run.extxyz"
-    write_extxyz(path, *synthetic_frames())
+    write_extxyz(path, *synthetic_frames(F=600))  # 12 ps: random walkers move > 1 hop length over the fit window
     return path
 
 
@@ -60,15 +60,49 @@ def test_diffusion_cli_writes_json_and_npz(extxyz, tmp_path, capsys):
     s = json.loads(out.read_text())
     for key in ("diffusivity_cm2_s", "diffusivity_stderr_cm2_s", "conductivity_mS_cm", "haven_ratio", "active_fraction",
                 "n_active", "n_ions", "temperature_K", "volume_A3", "fit_start_ps", "fit_end_ps", "n_frames",
-                "duration_ps", "warnings", "diffusivity_stderr_method"):
-        assert key in s
-    assert s["n_ions"] == 16 and s["temperature_K"] == 600.0 and s["n_frames"] == 300
-    assert abs(s["diffusivity_cm2_s"] - 0.5e-4) < 4 * s["diffusivity_stderr_cm2_s"]
+                "duration_ps", "warnings", "fit_method",
+                # the statistics contract (issue 12)
+                "regime", "regime_reasons", "hop_length_A", "fit_window_rule", "fit_window_source", "fit_window_found",
+                "diffusivity_ci95_cm2_s", "diffusivity_upper_bound_cm2_s", "conductivity_ci95_mS_cm",
+                "conductivity_upper_bound_mS_cm", "msd_ref_lag_ps", "msd_ref_A2", "msd_ref_ci95_A2", "msd_ref_method",
+                "active_fraction_ci95", "n_hops", "hop_rate_per_s", "hop_rate_ci95_per_s", "hop_sites_method",
+                "n_interstitial_sites", "correlation_factor"):
+        assert key in s, key
+    assert s["n_ions"] == 16 and s["temperature_K"] == 600.0 and s["n_frames"] == 600
+    assert s["regime"] == "diffusive" and s["fit_window_source"] == "data"
+    lo, hi = s["diffusivity_ci95_cm2_s"]
+    assert lo < 0.5e-4 < hi and s["diffusivity_upper_bound_cm2_s"] is None
     assert any("short trajectory" in w for w in s["warnings"])
+    # random walk at 0.5 A^2/ps: MSD(1 ps) = 3 A^2 inside its interval
+    assert s["msd_ref_lag_ps"] == pytest.approx(1.0) and s["msd_ref_ci95_A2"][0] < 3.0 < s["msd_ref_ci95_A2"][1]
     z = np.load(out.with_suffix(".npz"))
-    assert {"lag_ps", "msd_A2", "msd_xyz_A2", "msd_collective_A2"} <= set(z.files)
-    assert z["msd_xyz_A2"].shape == (300, 3)
+    assert {"lag_ps", "msd_A2", "msd_xyz_A2", "msd_collective_A2", "beta_lag_ps", "beta", "fit_window_ps"} <= set(z.files)
+    assert z["msd_xyz_A2"].shape == (600, 3)
     assert "D =" in capsys.readouterr().out
+    # a user window overrides the data; a reference lag on the command line
+    out2 = tmp_path / "res" / "na2.json"
+    assert main(["analyze", "diffusion", str(extxyz), "--temperature-K", "600", "--fit-start-ps", "0.5", "--fit-end-ps", "2",
+                 "--msd-ref-lag-ps", "0.4", "--json", str(out2)]) == 0
+    s2 = json.loads(out2.read_text())
+    assert (s2["fit_start_ps"], s2["fit_end_ps"], s2["fit_window_source"]) == (0.5, 2.0, "user")
+    assert s2["msd_ref_lag_ps"] == pytest.approx(0.4)
+
+
+def test_caged_run_reports_a_bound_and_null_D(tmp_path, capsys):
+    """Na rattling in place (no hops): null D, an upper bound, and the CLI line says 'not resolved'."""
+    symbols, pos, cells, times = synthetic_frames(F=200)
+    rng = np.random.default_rng(1)
+    pos[:, :16] = pos[0, :16] + 0.2 * rng.standard_normal((200, 16, 3))
+    path = tmp_path / "caged.extxyz"
+    write_extxyz(path, symbols, pos, cells, times)
+    out = tmp_path / "caged.json"
+    assert main(["analyze", "diffusion", str(path), "--temperature-K", "600", "--json", str(out)]) == 0
+    s = json.loads(out.read_text())
+    assert s["regime"] in ("immobile", "subdiffusive") and s["diffusivity_cm2_s"] is None
+    assert s["diffusivity_upper_bound_cm2_s"] > 0 and s["conductivity_mS_cm"] is None
+    assert s["n_active"] == 0 and s["active_fraction_ci95"][0] == 0.0
+    text = capsys.readouterr().out
+    assert "D not resolved (D <" in text and "MSD(1 ps)" in text
 
 
 def test_diffusion_cli_takes_temperature_from_run_directory(tmp_path):
@@ -103,8 +137,10 @@ def test_arrhenius_cli(tmp_path, capsys):
     out = tmp_path / "arr.json"
     assert main(["analyze", "arrhenius", *files, "--json", str(out)]) == 0
     r = json.loads(out.read_text())
-    for key in ("Ea_eV", "Ea_stderr_eV", "D0_cm2_s", "diffusivity_300K_cm2_s", "conductivity_300K_mS_cm", "conductivity_300K_ci95_mS_cm"):
+    for key in ("Ea_eV", "Ea_stderr_eV", "D0_cm2_s", "diffusivity_300K_cm2_s", "conductivity_300K_mS_cm", "conductivity_300K_ci95_mS_cm",
+                "resolved", "not_resolved_reason", "sigma_300K_ci95_mS_cm", "Ea_hops_eV", "upper_bounds"):
         assert key in r
+    assert r["sigma_300K_ci95_mS_cm"] == r["conductivity_300K_ci95_mS_cm"]
     assert r["Ea_eV"] == pytest.approx(0.2, abs=3 * r["Ea_stderr_eV"] + 0.01)
     lo, hi = r["conductivity_300K_ci95_mS_cm"]
     assert lo < r["conductivity_300K_mS_cm"] < hi
@@ -137,7 +173,9 @@ def test_density_cli_writes_cube(extxyz, tmp_path):
     out = tmp_path / "na.cube"
     assert main(["analyze", "density", str(extxyz), "--species", "Na", "--grid-spacing-A", "0.5", "--out", str(out)]) == 0
     data, atoms = read_cube_data(str(out))
-    voxel = atoms.get_volume() / data.size
+    from ase.units import Bohr
+
+    voxel = atoms.get_volume() / data.size / Bohr**3  # cube values are ions/Bohr^3
     assert data.sum() * voxel == pytest.approx(16, rel=1e-3)
 
 
@@ -185,7 +223,7 @@ def test_library_calls_behind_the_commands_return_what_they_write(extxyz, tmp_pa
     assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(r))
     assert r["BH4"]["curves_file"] == "r.npz"
     d = write_density(extxyz, tmp_path / "na.cube", "Na", 0.5)
-    assert d.n_ions == 16 and d.n_frames == 300 and d.path.is_file() and len(d.shape) == 3
+    assert d.n_ions == 16 and d.n_frames == 600 and d.path.is_file() and len(d.shape) == 3
 
 
 def test_frame_interval_option_reaches_every_command(tmp_path):

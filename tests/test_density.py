@@ -56,7 +56,10 @@ def test_written_files_read_back_with_ase(tmp_path, name):
     if name.endswith(".cube"):
         from ase.io.cube import read_cube_data
 
+        from ase.units import Bohr
+
         data, atoms2 = read_cube_data(str(path))
+        data = data / Bohr**3  # the file holds ions/Bohr^3 (cube convention)
     else:
         from ase.calculators.vasp import VaspChargeDensity
 
@@ -73,3 +76,26 @@ def test_bad_names_and_spacing_are_clear_errors():
     traj = site_hopping_trajectory(np.random.default_rng(44), F=5)
     with pytest.raises(SuperionError, match="spacing"):
         density_grid(traj, np.array([0]), spacing_A=0.0)
+
+
+def test_hop_sites_add_interstitial_maxima_and_snap_starting_positions():
+    from superion.analysis.density import hop_sites_frac
+
+    rng = np.random.default_rng(7)
+    cell = np.eye(3) * 10.0
+    F = 3000
+    # ion 0 lives at (2,2,2) (it starts 0.7 A off the centre of its cloud); ion 1 at (7,7,7) for the first
+    # half of the run, then at an interstitial site (7,7,4.5) 2.5 A away
+    a = np.array([2.0, 2.0, 2.0]) + 0.2 * rng.standard_normal((F, 3))
+    b = np.where(np.arange(F)[:, None] < F // 2, [7.0, 7.0, 7.0], [7.0, 7.0, 4.5]) + 0.2 * rng.standard_normal((F, 3))
+    a[0] = [2.7, 2.0, 2.0]
+    b[0] = [7.0, 7.0, 7.0]
+    frac = np.stack([a, b], axis=1) / 10.0
+    out = hop_sites_frac(frac, cell, frac[0], snap_A=1.5)
+    sites = out["sites_frac"] * 10.0
+    assert out["n_start_sites"] == 2 and out["n_interstitial_sites"] == 1
+    assert np.linalg.norm(sites[0] - [2.0, 2.0, 2.0]) < 0.3  # snapped from 0.7 A off to the cloud centre
+    assert np.linalg.norm(sites[2] - [7.0, 7.0, 4.5]) < 0.3
+    # without snapping the off-centre start stays, and the cloud centre 0.7 A away is deduplicated (< 1 A)
+    raw = hop_sites_frac(frac, cell, frac[0])
+    assert raw["n_interstitial_sites"] == 1 and np.allclose(raw["sites_frac"][0] * 10.0, [2.7, 2.0, 2.0])

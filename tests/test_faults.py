@@ -118,6 +118,20 @@ def inp(tmp_path_factory):
 
     with h5py.File(run / "trajectory.h5", "r+") as f:
         f["particles/all/position/value"][30] = 1e6
+    # superion md run directories (EMT, seconds), damaged after the run
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_md_resume import EMT
+
+    from superion.md import MDSettings, run_md
+
+    done = d / "md_done"
+    run_md(paths_cu(d), done, MDSettings(temperature_K=600, steps=40, ensemble="nvt", timestep_fs=2.0, save_every=5,
+                                         seed=1), calculator=EMT(), log=lambda *a: None)
+    for name, damage in (("md_bad_meta", lambda r: (r / "metadata.json").write_text('{"settings": {')),
+                         ("md_bad_complete", lambda r: (r / "complete.json").write_text("")),
+                         ("md_flipped", lambda r: _flip_bytes(r / "trajectory.h5"))):
+        shutil.copytree(done, d / name, symlinks=True)
+        damage(d / name)
     with open(d / "types.lammpstrj", "w") as fh:  # a LAMMPS dump with numeric types only
         for k in range(5):
             fh.write(f"ITEM: TIMESTEP\n{10 * k}\nITEM: NUMBER OF ATOMS\n4\nITEM: BOX BOUNDS pp pp pp\n"
@@ -137,8 +151,34 @@ def inp(tmp_path_factory):
         "good": "good.extxyz", "nan_traj": "nan_traj.extxyz", "one_frame": "one_frame.extxyz",
         "all_na": "all_na.extxyz", "nan_cell": "nan_cell.extxyz", "dat": "good.dat", "run": "run",
         "types": "types.lammpstrj", "dcd": "t.dcd", "relax_vasprun": "relax_vasprun.xml", "a_file": "a_file",
+        "md_bad_meta": "md_bad_meta", "md_bad_complete": "md_bad_complete", "md_flipped": "md_flipped",
     }.items()})
     return paths
+
+
+def paths_cu(d: Path) -> Path:
+    from ase.build import bulk
+    from ase.io import write
+
+    write(str(d / "cu.extxyz"), bulk("Cu", cubic=True) * (2, 2, 2))
+    return d / "cu.extxyz"
+
+
+def _flip_bytes(h5: Path) -> None:
+    """Overwrite 4 bytes in the middle of the first position chunk (not a truncation)."""
+    import h5py
+
+    with h5py.File(h5, "r") as f:
+        off = f["particles/all/position/value"].id.get_chunk_info(0).byte_offset
+    with open(h5, "r+b") as fh:
+        fh.seek(off + 100)
+        fh.write(b"\xde\xad\xbe\xef")
+
+
+def _copied(i, o, key) -> str:
+    """A copy of input run directory ``key`` in the output folder (the case may touch it)."""
+    shutil.copytree(i[key], o / "run", symlinks=True)
+    return str(o / "run")
 
 
 # ----------------------------------------------------------------------------- the matrix
@@ -227,7 +267,15 @@ CASES: dict[str, Case] = {
     "md_missing_structure": Case(lambda i, o: ["md", str(o / "none.cif"), "--potential", MODEL, "--temperature-K",
                                                "300", "--steps", "10", "--out", str(o / "run")],
                                  ("not found",), left=lambda o: [o / "run"], subprocess=True),
+    "md_damaged_metadata": Case(lambda i, o: ["md", str(i["dir"] / "cu.extxyz"), "--potential", MODEL,
+                                              "--temperature-K", "600", "--steps", "40", "--out",
+                                              _copied(i, o, "md_bad_meta")],
+                                ("metadata.json is damaged or not valid JSON", "rerun superion md"), subprocess=True),
     # analyze
+    "diffusion_trajectory_bytes_overwritten": Case(lambda i, o: _diff("md_flipped", species="Cu")(i, o),
+                                                   ("trajectory.h5", "position/value is damaged"), left=DIFF_OUT),
+    "diffusion_damaged_complete_json": Case(lambda i, o: _diff("md_bad_complete", species="Cu")(i, o),
+                                            ("complete.json is damaged or not valid JSON",), left=DIFF_OUT),
     "diffusion_nan_position": Case(_diff("nan_traj", "--temperature-K", "600"), ("frame 17", "atom 2 (Na)", "non-finite"),
                                    left=DIFF_OUT),
     "diffusion_frame_overwritten_1e6": Case(_diff("run"), ("moved", "between frames 29 and 30", "beyond any physical"),

@@ -68,7 +68,7 @@ def test_format_option_reads_any_name(frames, reference, tmp_path):
         same_trajectory(tr, frames)
         assert tr.metadata["format"] == "extxyz"
     s = diffusion(tmp_path / "run.frames", tmp_path / "d.json", "--format", "extxyz")
-    assert s["diffusivity_cm2_s"] == s_ref["diffusivity_cm2_s"]
+    assert s["msd_ref_A2"] == s_ref["msd_ref_A2"]
 
 
 def test_xdatcar_gz(frames, reference, tmp_path):
@@ -85,7 +85,7 @@ def test_xdatcar_gz(frames, reference, tmp_path):
     with open_trajectory(tmp_path / "XDATCAR.gz", frame_interval_fs=20.0) as tr:
         assert sorted(tr.symbols) == sorted(symbols)  # POSCAR order: one block per element
     s = diffusion(tmp_path / "XDATCAR.gz", tmp_path / "d.json", "--frame-interval-fs", 20)
-    assert s["diffusivity_cm2_s"] == pytest.approx(reference[1]["diffusivity_cm2_s"], rel=1e-5)
+    assert s["msd_ref_A2"] == pytest.approx(reference[1]["msd_ref_A2"], rel=1e-5)
 
 
 def write_lammps_dump(path, frames, element_column=False, steps_per_frame=20):
@@ -113,7 +113,7 @@ def test_lammps_dump_with_numeric_types_needs_a_type_map(frames, reference, tmp_
         same_trajectory(tr, frames)
         np.testing.assert_array_equal(tr.steps, 20 * np.arange(len(frames[3])))
     s = diffusion(dump, tmp_path / "d.json", "--frame-interval-fs", 20, "--type-map", "1=Li,2=P,3=S")
-    assert s["diffusivity_cm2_s"] == pytest.approx(reference[1]["diffusivity_cm2_s"], rel=1e-6)
+    assert s["msd_ref_A2"] == pytest.approx(reference[1]["msd_ref_A2"], rel=1e-6)
     # the issue: without the map, type 3 was read as Li and 'analyze --species Li' analysed the S atoms
     assert main(["analyze", "diffusion", str(dump), "--species", "Li", "--temperature-K", "600",
                  "--frame-interval-fs", "20", "--json", str(tmp_path / "x.json")]) == 2
@@ -169,7 +169,7 @@ def test_vasprun_md_takes_interval_and_temperature_from_the_file(frames, referen
     assert code == 0
     s = json.loads((tmp_path / "d.json").read_text())
     assert s["temperature_K"] == 600.0 and s["frame_interval_fs"] == 20.0
-    assert s["diffusivity_cm2_s"] == pytest.approx(reference[1]["diffusivity_cm2_s"], rel=1e-6)
+    assert s["msd_ref_A2"] == pytest.approx(reference[1]["msd_ref_A2"], rel=1e-6)
     write_vasprun(tmp_path / "relax.xml", symbols, pos[:3], cell, ibrion=2)
     with pytest.raises(SuperionError, match="IBRION = 2"):
         open_trajectory(tmp_path / "relax.xml", format="vasp-xml")
@@ -223,7 +223,7 @@ def test_xtc_trr_with_pdb_topology(frames, reference, mda_files, tmp_path, ext):
     with pytest.raises(SuperionError, match="contradicts"):
         open_trajectory(d / f"t.{ext}", 10.0, topology=d / "top.pdb")
     s = diffusion(d / f"t.{ext}", tmp_path / "d.json", "--topology", d / "top.pdb")
-    assert s["diffusivity_cm2_s"] == pytest.approx(reference[1]["diffusivity_cm2_s"], rel=0.02)
+    assert s["msd_ref_A2"] == pytest.approx(reference[1]["msd_ref_A2"], rel=0.02)
 
 
 def test_gro_topology_names_no_elements(frames, mda_files):
@@ -249,7 +249,7 @@ def test_lammps_dcd_with_data_file(frames, reference, mda_files, tmp_path):
         np.testing.assert_allclose(np.concatenate([p for _, p in chunks]), frames[1], atol=1e-4)
     s = diffusion(d / "t.dcd", tmp_path / "d.json", "--topology", d / "top.data", "--type-map", "1=Li,2=P,3=S",
                   "--frame-interval-fs", 20)
-    assert s["diffusivity_cm2_s"] == pytest.approx(reference[1]["diffusivity_cm2_s"], rel=1e-4)
+    assert s["msd_ref_A2"] == pytest.approx(reference[1]["msd_ref_A2"], rel=1e-4)
 
 
 def test_without_mdanalysis_the_error_says_how_to_install(monkeypatch, tmp_path):

@@ -24,13 +24,51 @@ with run_dir_lock(sys.argv[1]):
 """
 
 
-def test_second_holder_waits_for_the_first(tmp_path):
-    run = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-c", HOLD, str(run), "1.5"], stdout=subprocess.PIPE, text=True)
+def _hold(run, seconds: float):
+    first = subprocess.Popen([sys.executable, "-c", HOLD, str(run), str(seconds)], stdout=subprocess.PIPE, text=True)
     assert first.stdout.readline().strip() == "locked"
+    return first
+
+
+def test_second_holder_fails_at_once_naming_the_holder(tmp_path):
+    run = tmp_path / "run"
+    first = _hold(run, 30)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(SuperionError) as err:
+            with locks.run_dir_lock(run, log=pytest.fail):
+                pytest.fail("took a held lock")
+        assert time.monotonic() - t0 < 1.0
+        msg = str(err.value)
+        assert "\n" not in msg and f"pid {first.pid} on {socket.gethostname()}" in msg
+        assert "--wait-for-lock" in msg
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_wait_for_lock_gives_up_after_its_time(tmp_path):
+    run = tmp_path / "run"
+    first = _hold(run, 30)
+    try:
+        said = []
+        t0 = time.monotonic()
+        with pytest.raises(SuperionError, match=f"still in use .*pid {first.pid}.* after 0.5 s"):
+            with locks.run_dir_lock(run, wait_s=0.5, log=said.append):
+                pass
+        assert 0.4 < time.monotonic() - t0 < 3 and "waiting" in said[0]
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.parametrize("wait_s", [10.0, float("inf")])
+def test_second_holder_waits_for_the_first(tmp_path, wait_s):
+    run = tmp_path / "run"
+    first = _hold(run, 1.5)
     said = []
     t0 = time.monotonic()
-    with locks.run_dir_lock(run, log=said.append):
+    with locks.run_dir_lock(run, wait_s=wait_s, log=said.append):
         waited = time.monotonic() - t0
         assert f"pid {os.getpid()}" in (run / locks.RUN_LOCK_NAME).read_text()
     first.wait()
@@ -44,8 +82,35 @@ def test_holder_killed_releases_the_lock(tmp_path):
     assert first.stdout.readline().strip() == "locked"
     first.kill()  # kill -9: the kernel drops its lock
     first.wait()
-    with locks.run_dir_lock(run, log=pytest.fail):
+    said = []
+    with locks.run_dir_lock(run, log=said.append):  # taken at once, no --wait-for-lock needed
         pass
+    assert len(said) == 1 and f"left by a killed superion md (pid {first.pid} on" in said[0]
+    assert not (run / locks.RUN_LOCK_NAME).exists()  # a clean exit removes the lock file
+    with locks.run_dir_lock(run, log=pytest.fail):  # so no note the next time
+        pass
+
+
+def test_cli_second_md_on_a_run_dir_fails_at_once(cu_file, tmp_path, capsys):
+    from superion.cli import main
+
+    run = tmp_path / "run"
+    first = _hold(run, 30)
+    try:
+        argv = ["md", str(cu_file), "--potential", "none-needed", "--temperature-K", "300", "--steps", "10",
+                "--out", str(run)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"pid {first.pid}" in err[0] and "Traceback" not in err[0]
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_negative_wait_is_refused(tmp_path):
+    with pytest.raises(SuperionError, match="wait-for-lock"):
+        with locks.run_dir_lock(tmp_path / "r", wait_s=-1):
+            pass
 
 
 def test_run_dir_that_is_a_file(tmp_path):

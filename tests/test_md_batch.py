@@ -86,24 +86,28 @@ with run_dir_lock(sys.argv[1]):
 """
 
 
-def test_batch_waits_for_the_run_dir_lock(tmp_path, capfd):
+def test_batch_takes_the_run_dir_lock(tmp_path, capfd):
     """md-batch takes superion md's run-directory lock on every replica: a replica held by another
-    process (e.g. a `superion md` still running after Snakemake was killed) is waited for."""
+    process (e.g. a `superion md` still running after Snakemake was killed) fails the batch at once,
+    naming the holder, or with wait_s (the workflow's --wait-for-lock) is waited for."""
     reps = batch_replicas(tmp_path / "b", MDSettings(temperature_K=300, steps=10, save_every=5), [300, 400, 500])
     flag = tmp_path / "flag"
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(reps[1].out_dir), str(flag), "1.5"],
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(reps[1].out_dir), str(flag), "3"],
                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
         deadline = time.time() + 60
         while not flag.exists() and time.time() < deadline:
             time.sleep(0.01)
+        with pytest.raises(SuperionError, match=f"in use by another superion md \\(pid {holder.pid}"):
+            with locked_replicas(reps):
+                pass
         t0 = time.monotonic()
-        with locked_replicas(reps):
+        with locked_replicas(reps, wait_s=60):
             waited = time.monotonic() - t0
             assert all((r.out_dir / ".superion-md.lock").exists() for r in reps)
     finally:
         holder.wait()
-    assert waited > 0.5 and "in use by another superion md" in capfd.readouterr().err
+    assert waited > 0.5 and "waiting for it" in capfd.readouterr().err
 
 
 def test_failing_replica_fails_alone(cu_file, tmp_path):

@@ -139,7 +139,7 @@ def test_status_transitions(cu_file, tmp_path):
     done = json.loads(rd.complete_path.read_text())
     assert read()["status"] == "complete" and read()["message"] == ""
     assert done == {"status": "complete", "settings_hash": HASH, "steps": 10, "n_frames": 3,
-                    "finished_utc": read()["finished_utc"]}
+                    "finished_utc": read()["finished_utc"], "trajectory_sha256": None}  # no trajectory here
     rd.clear_for_fresh_start()  # a stale complete.json goes when a run starts over
     assert not rd.complete_path.exists()
 
@@ -180,3 +180,32 @@ def test_run_md_progress_lines_go_to_log(cu_file, tmp_path):
     with pytest.raises(SuperionError, match="--progress-every-s"):
         run_md(cu_file, tmp_path / "r2", s, calculator=EMT(), log=quiet, progress_every_s=0)
     assert not (tmp_path / "r2").exists()
+
+
+def test_plan_refuses_an_unwritable_output_before_the_model_loads(cu_file, tmp_path):
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(SuperionError, match=r"cannot write .*: .*f is a file, not a folder"):
+        RunDirectory(tmp_path / "f" / "run").plan("h")
+
+    class Refuses(EMT):  # the run must be refused before the calculator is ever asked
+        def calculate(self, *a, **k):
+            raise AssertionError("evaluated")
+
+    with pytest.raises(SuperionError, match="not a folder"):
+        run_md(cu_file, tmp_path / "f" / "run", MDSettings(temperature_K=300, steps=10, save_every=5),
+               calculator=Refuses(), log=lambda *a: None)
+
+
+def test_nan_guard_advice_depends_on_the_step():
+    from types import SimpleNamespace
+
+    from superion.errors import SimulationError
+    from superion.md.observers import StabilityGuard
+
+    guard = StabilityGuard(MDSettings(temperature_K=300, steps=10, save_every=5), np.ones(2))
+    bad = SimpleNamespace(momenta=lambda: np.full((2, 3), np.nan), positions=lambda: np.zeros((2, 3)),
+                          forces=lambda: None)
+    with pytest.raises(SimulationError, match="step 0: .*check the input structure"):
+        guard.check_fast(0, bad)
+    with pytest.raises(SimulationError, match="step 7: .*smaller --timestep-fs, relax the structure first"):
+        guard.check_fast(7, bad)

@@ -53,14 +53,24 @@ def _write_results(cfg: dict) -> Path:
         T = run.temperature_K
         D = D0[run.mass] * math.exp(-EA[run.mass] / (KB * T)) * (1 + 0.05 * (run.seed - 1.5))
         n_active = int(round(12 * (T - 500) / 400 / sc.mass_series(cfg, run.mass)[1] ** 0.3))
-        diff = {"temperature_K": T, "diffusivity_cm2_s": D, "diffusivity_stderr_cm2_s": 0.1 * D,
+        diff = {"temperature_K": T, "regime": "diffusive", "diffusivity_cm2_s": D, "diffusivity_stderr_cm2_s": 0.1 * D,
+                "diffusivity_ci95_cm2_s": [0.8 * D, 1.2 * D], "diffusivity_upper_bound_cm2_s": None,
                 "conductivity_mS_cm": D * 1e6, "conductivity_stderr_mS_cm": D * 1e5, "haven_ratio": 0.5,
                 "n_active": n_active, "active_fraction": n_active / 12, "n_ions": 12, "volume_A3": 1300.0,
-                "msd_at_fit_end_A2": 6.0 * D * 1e4 * 1.0, "fit_start_ps": 0.1, "fit_end_ps": 0.9,
+                "active_fraction_ci95": [max(n_active - 3, 0) / 12, min(n_active + 3, 12) / 12], "active_normalization": 12.0,
+                "msd_at_fit_end_A2": 6.0 * D * 1e4 * 1.0, "fit_start_ps": 0.1, "fit_end_ps": 0.9, "hop_length_A": 3.4,
+                "n_hops": 40, "hop_rate_per_s": 3.3e11, "hop_rate_ci95_per_s": [2.4e11, 4.5e11],
+                "msd_ref_lag_ps": 1.0, "msd_ref_A2": 6 * D * 1e4 + 0.5, "msd_ref_ci95_A2": [5 * D * 1e4, 7 * D * 1e4 + 1],
                 "active_threshold_A2": 21.0, "warnings": ["short trajectory (1 ps < 100 ps): D is noisy"]}
+        if run.system == "NaBH4":  # caged: no D, an upper bound (the default run's NaBH4)
+            diff.update(regime="immobile", diffusivity_cm2_s=None, diffusivity_stderr_cm2_s=None, diffusivity_ci95_cm2_s=None,
+                        diffusivity_upper_bound_cm2_s=3e-6, conductivity_mS_cm=None, conductivity_upper_bound_mS_cm=5.0,
+                        haven_ratio=None, n_hops=0, hop_rate_per_s=0.0, hop_rate_ci95_per_s=[0.0, 3.1e10], msd_ref_A2=0.8,
+                        msd_ref_ci95_A2=[0.7, 0.9])
         (adir / "diffusion.json").write_text(json.dumps(diff))
         t = np.linspace(0, 1.0, 50)
-        np.savez(adir / "diffusion.npz", lag_ps=t, msd_A2=6 * D * 1e4 * t + 0.5)
+        msd = 6 * D * 1e4 * t + 0.5 if run.system == "oNBH" else 0.8 * (1 - np.exp(-t / 0.05))
+        np.savez(adir / "diffusion.npz", lag_ps=t, msd_A2=msd, beta_lag_ps=t[1:], beta=np.gradient(np.log(msd[1:] + 1e-9), np.log(t[1:])))
         f = sc.mass_series(cfg, run.mass)[1]
         rot = {"BH4": {"n_clusters": 4, "rotation_speed_rad_ps": 2.0 * T / 800, "c1_tau_ps": 0.3, "c2_tau_ps": 0.1}}
         if run.system == "oNBH":
@@ -72,8 +82,13 @@ def _write_results(cfg: dict) -> Path:
     for system, mass in sc.groups(cfg):
         ea, d0 = EA[mass], D0[mass]
         d300 = d0 * math.exp(-ea / (KB * 300))
-        arr = {"Ea_eV": ea, "Ea_stderr_eV": 0.02, "D0_cm2_s": d0, "diffusivity_300K_cm2_s": d300,
-               "conductivity_300K_mS_cm": d300 * 1e6, "conductivity_300K_ci95_mS_cm": [d300 * 5e5, d300 * 2e6]}
+        arr = {"resolved": True, "not_resolved_reason": None, "Ea_eV": ea, "Ea_stderr_eV": 0.02, "Ea_ci95_eV": [ea - 0.05, ea + 0.05],
+               "D0_cm2_s": d0, "diffusivity_300K_cm2_s": d300, "conductivity_300K_mS_cm": d300 * 1e6,
+               "conductivity_300K_ci95_mS_cm": [d300 * 5e5, d300 * 2e6], "sigma_300K_ci95_mS_cm": [d300 * 5e5, d300 * 2e6],
+               "Ea_hops_eV": None, "hops_not_resolved_reason": "hops at 0 temperature(s), the fit needs >= 3"}
+        if system == "NaBH4":
+            arr = {"resolved": False, "fitted": False, "not_resolved_reason": "0 temperature(s) with a resolved D (diffusive regime); need >= 3",
+                   "Ea_eV": None, "D0_cm2_s": None, "conductivity_300K_mS_cm": None, "sigma_300K_ci95_mS_cm": None}
         p = layout.path(cfg, "arrhenius", system=system, mass=mass)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(arr))
@@ -108,10 +123,23 @@ def test_tables_from_synthetic_json(tmp_path):
     assert ref["mass_series"] == "ref" and ref["temperatures_K"] == "700;800"
     assert ref["active_fraction_600K"] == ""  # NaBH4 has no 600 K run
     assert "only 2 temperature(s)" in ref["warnings"]
+    # what the data do not resolve is said, not printed as a number
+    assert ref["resolved"] == "false" and ref["Ea_eV"] == "" and ref["sigma_300K_mS_cm"] == ""
+    assert ref["Ea_text_eV"].startswith("not resolved: 0 temperature(s)") and ref["sigma_300K_text_mS_cm"].startswith("not resolved")
+    assert "D not resolved (non-diffusive: upper bound only) at 700 K, 800 K" in ref["warnings"]
+    assert ref["regimes"] == "700K:immobile;800K:immobile" and float(ref["msd_ref_800K_A2"]) == pytest.approx(0.8)
+    assert row["resolved"] == "true" and row["Ea_text_eV"] == f"{EA['B12H12x10']:.3g} [{EA['B12H12x10'] - 0.05:.3g}, {EA['B12H12x10'] + 0.05:.3g}]"
+    caged = [r for r in runs if r["system"] == "NaBH4"]
+    assert all(r["D_text_cm2_s"] == "< 3e-06" and r["diffusivity_cm2_s"] == "" and r["regime"] == "immobile" for r in caged)
+    assert all(r["hop_rate_text_per_s"] == "0 [0, 3.1e+10]" and r["msd_ref_text_A2"] == "0.8 [0.7, 0.9]" for r in caged)
+    # the active-fraction interval follows the table's normalization (10 here, 12 in the JSON)
+    c0 = caged[0]
+    assert float(c0["active_fraction_ci95_high"]) == pytest.approx(min(int(c0["n_active"]) + 3, 12) / 10)
     r0 = next(r for r in runs if r["system"] == "oNBH" and r["mass_setting"] == "ref"
               and r["temperature_K"] == "700" and r["seed"] == "2")
     d_expected = D0["ref"] * math.exp(-EA["ref"] / (KB * 700)) * 1.025
     assert float(r0["diffusivity_cm2_s"]) == pytest.approx(d_expected, rel=1e-5)
+    assert r0["regime"] == "diffusive" and r0["D_text_cm2_s"] == f"{d_expected:.3g} [{0.8 * d_expected:.3g}, {1.2 * d_expected:.3g}]"
     assert Path(r0["msd_npz"]).is_file() and Path(r0["density_cube"]).is_file()
     assert float(r0["BH4_c1_tau_ps"]) == pytest.approx(0.3)
     assert res == summary_path.parent

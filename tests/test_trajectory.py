@@ -95,7 +95,7 @@ def test_checkpoint_roundtrip(tmp_path):
         np.testing.assert_array_equal(got[k], v)
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary left behind
     (tmp_path / "bad.npz").write_text("garbage")
-    with pytest.raises(SuperionError, match="cannot read checkpoint"):
+    with pytest.raises(SuperionError, match="bad.npz is damaged or not an .npz file"):
         read_checkpoint(tmp_path / "bad.npz")
 
 

@@ -33,6 +33,7 @@ ANALYSIS_FILES = {
     "rotation": "rotation.json",
     "rotation_curves": "rotation.npz",
     "density": "density.cube",
+    "equilibration": "equilibration.json",  # thermo drift check (analysis.equilibration)
 }
 
 # Results layout, relative to results_dir(cfg) = <results_dir>/<name>.
@@ -47,12 +48,13 @@ LAYOUT = {
     "arrhenius": "arrhenius/{system}/{mass}.json",
     "summary": "summary.csv",
     "diffusion": "diffusion.csv",
+    "page": "report/index",  # first page of the report: index.md + index.html (report.page)
     "figure": "figures/{kind}",
     "logs": "logs",
     "benchmarks": "benchmarks",
 }
 
-FIGURE_KINDS = ("arrhenius", "mass_scaling", "rotation", "msd", "density")
+FIGURE_KINDS = ("arrhenius", "mass_scaling", "rotation", "msd", "density", "thermo")
 FIGURE_FORMATS = ("pdf", "svg", "png")
 
 

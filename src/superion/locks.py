@@ -4,10 +4,11 @@ Two situations, both after the Snakemake process was killed (``kill -9``, a lost
 
 * Its jobs may still be running: local child processes are not killed with it, and SLURM jobs
   are not cancelled (snakemake-executor-plugin-slurm cancels them only on Ctrl-C/SIGTERM).
-  The rerun submits the same MD run again. :func:`run_dir_lock` makes the second ``superion md``
-  on a run directory wait for the first one and then continue from what it left (complete:
-  nothing to do; killed: resume from its checkpoint), so no run is simulated twice at once
-  and none is lost. POSIX record locks (``fcntl.lockf``) work on local disks and on NFS.
+  The rerun submits the same MD run again. :func:`run_dir_lock` makes a second ``superion md``
+  on a run directory fail at once naming the holder, or — with ``--wait-for-lock SECONDS``, which
+  the workflow's rule passes — wait for the first one and then continue from what it left
+  (complete: nothing to do; killed: resume from its checkpoint), so no run is simulated twice at
+  once and none is lost. POSIX record locks (``fcntl.lockf``) work on local disks and on NFS.
 
 * Its lock files stay in ``.snakemake/locks`` and the rerun stops with "Directory cannot be
   locked". The Snakefile records which lock files each Snakemake process made
@@ -22,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
+import re
 import shlex
 import socket
 import sys
@@ -45,30 +48,104 @@ def _utc() -> str:
 
 
 @contextlib.contextmanager
-def run_dir_lock(run_dir: str | os.PathLike, log: Callable[[str], None] = _stderr) -> Iterator[Path]:
+def run_dir_lock(run_dir: str | os.PathLike, wait_s: float = 0.0,
+                 log: Callable[[str], None] = _stderr) -> Iterator[Path]:
     """Hold an exclusive lock on ``run_dir`` (created if missing) for the duration.
 
-    A second holder waits (and says so in its log) until the first one exits, whichever way.
+    When another process holds it: ``wait_s=0`` (the default of ``superion md``) raises
+    SuperionError at once, naming the holder (pid, host, since); ``wait_s > 0`` (the workflow's
+    ``--wait-for-lock``; ``math.inf`` = no limit) waits that many seconds, saying so in the log,
+    and then raises. The kernel drops the lock of a killed holder, so a killed run never blocks
+    its own resume; the lock file a killed holder left (a clean exit removes it) gets a note.
     """
     run = Path(run_dir)
     if run.exists() and not run.is_dir():
         raise SuperionError(f"output {run} exists and is not a directory; choose another --out")
-    run.mkdir(parents=True, exist_ok=True)
-    with open(run / RUN_LOCK_NAME, "a+") as fh:
+    if not wait_s >= 0:
+        raise SuperionError(f"--wait-for-lock {wait_s}: give seconds >= 0 (0: fail at once if the run is in use)")
+    created = not run.exists()
+    deadline = time.monotonic() + wait_s
+    while True:
+        fh = _open_lock_file(run)
         try:
-            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown process"
-            log(f"superion md: {run} is in use by another superion md ({holder}); waiting for it to finish")
-            t0 = time.monotonic()
-            fcntl.lockf(fh, fcntl.LOCK_EX)
-            log(f"superion md: the other superion md on {run} ended after {time.monotonic() - t0:.0f} s; continuing")
+            if _acquire(fh, run, wait_s, deadline, log):
+                break
+        except BaseException:
+            fh.close()
+            raise
+        fh.close()  # the holder removed the file we waited on (see below): lock the new one
+    with fh:
+        stale = _stale_holder(fh)
+        if stale:
+            log(f"superion md: note: took over the lock of {run} left by a killed superion md ({stale}); "
+                "continuing from what it left")
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {_utc()}\n")
         fh.flush()
-        yield run
+        try:
+            yield run
+        finally:
+            # A clean exit leaves no lock file (a file with a record means a killed holder). It is
+            # unlinked while still locked; a waiter notices (_acquire) and locks a fresh file.
+            (run / RUN_LOCK_NAME).unlink(missing_ok=True)
+            if created and not any(run.iterdir()):
+                run.rmdir()  # refused before writing anything (bad input): leave no run directory
+
+
+def _open_lock_file(run: Path):
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        return open(run / RUN_LOCK_NAME, "a+")
+    except OSError as exc:
+        raise SuperionError(f"cannot write the run directory {run} ({exc.strerror}); choose another --out "
+                            "or fix its permissions") from None
+
+
+def _acquire(fh, run: Path, wait_s: float, deadline: float, log) -> bool:
+    """Lock ``fh`` (fail at once, or wait until ``deadline``); False if the file was unlinked
+    meanwhile (the lock then protects nothing: the caller retries with the file now there)."""
+    if not _try_lock(fh):
+        holder = _holder(fh)
+        if wait_s == 0:
+            raise SuperionError(
+                f"{run} is in use by another superion md ({holder}); wait for it to finish, stop it, or "
+                "pass --wait-for-lock SECONDS to wait (never run two on one directory)")
+        log(f"superion md: {run} is in use by another superion md ({holder}); waiting for it to finish "
+            f"(up to {wait_s:g} s)")
+        t0 = time.monotonic()
+        if math.isinf(wait_s):
+            fcntl.lockf(fh, fcntl.LOCK_EX)  # blocks: taken the moment the holder exits
+        while not _try_lock(fh):
+            if time.monotonic() >= deadline:
+                raise SuperionError(f"{run} is still in use by another superion md ({_holder(fh)}) after "
+                                    f"{wait_s:g} s; wait for it to finish or stop it, then rerun")
+            time.sleep(min(1.0, max(0.05, (time.monotonic() - t0) / 10)))
+        log(f"superion md: the other superion md on {run} ended after {time.monotonic() - t0:.0f} s; continuing")
+    try:
+        return os.stat(run / RUN_LOCK_NAME).st_ino == os.fstat(fh.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _try_lock(fh) -> bool:
+    try:
+        fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _holder(fh) -> str:
+    fh.seek(0)
+    return fh.read().strip() or "a process that has not written its pid yet"
+
+
+def _stale_holder(fh) -> str | None:
+    """The record a holder left without a clean exit (killed), read once we hold the lock."""
+    fh.seek(0)
+    rec = fh.read().strip()
+    return rec if re.match(r"pid \d+ on \S+", rec) else None
 
 
 # --------------------------------------------------------------------------------------

@@ -16,5 +16,6 @@ A3_TO_M3 = 1e-30
 CM2_TO_M2 = 1e-4
 S_M_TO_MS_CM = 10.0  # 1 S/m = 10 mS/cm
 FS_PER_PS = 1000.0
+PS_TO_S = 1e-12  # 1 ps in s
 EV_A3_TO_GPA = 160.21766208  # 1 eV/Å³ in GPa
 COULOMB_EV_A = 14.399645  # e²/(4π ε0) in eV·Å

@@ -12,6 +12,8 @@ def _fit_args(wc):
         args.append(f"--fit-start-ps {an['fit_start_ps']:g}")
     if an["fit_end_ps"] is not None:
         args.append(f"--fit-end-ps {an['fit_end_ps']:g}")
+    if an.get("msd_ref_lag_ps") is not None:
+        args.append(f"--msd-ref-lag-ps {an['msd_ref_lag_ps']:g}")
     if an["active_normalization"] != "n_ions":
         args.append(f"--active-normalization {an['active_normalization']}")
     return " ".join(args)
@@ -89,6 +91,25 @@ rule density:
     shell:
         "{SUPERION} analyze density {params.run_dir:q} --species {params.species} --out {output.cube:q} {params.grid}"
         " > {log:q} 2>&1"
+
+
+# Does V or the cell drift during production? (thermo.csv only: cheap, no trajectory read)
+rule equilibration:
+    input:
+        f"{RES}/" + layout.LAYOUT["run"] + "/" + layout.COMPLETE_NAME,
+    output:
+        f"{ANALYSIS}/" + layout.ANALYSIS_FILES["equilibration"],
+    log:
+        f"{LOGS}/equilibration/{ALOG}.log",
+    benchmark:
+        f"{BENCH}/equilibration/{ALOG}.tsv"
+    params:
+        run_dir=_run_dir,
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{SUPERION} analyze equilibration {params.run_dir:q} --json {output:q} > {log:q} 2>&1"
 
 
 def _group_diffusion(wc):

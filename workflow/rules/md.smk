@@ -15,7 +15,7 @@ import shlex
 
 MD_SHELL = (
     "{SUPERION} {params.command} {input:q} --potential {params.potential:q} {params.settings}"
-    " --device {params.device} --threads {threads} {params.runs} >> {log:q} 2>&1"
+    " --device {params.device} --threads {threads} {params.runs} --wait-for-lock 86400 >> {log:q} 2>&1"
 )
 
 

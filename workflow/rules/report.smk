@@ -16,6 +16,7 @@ rule tables:
         config=CONFIG_JSON,
         diffusion=_all_analysis(layout.ANALYSIS_FILES["diffusion"]),
         rotation=_all_analysis(layout.ANALYSIS_FILES["rotation"]),
+        equilibration=_all_analysis(layout.ANALYSIS_FILES["equilibration"]),
         arrhenius=[f"{RES}/" + layout.LAYOUT["arrhenius"].format(system=s, mass=m) for s, m in sc.groups(CFG)],
     output:
         summary=report(
@@ -46,6 +47,9 @@ def _figure_inputs(kind):
         base += _all_analysis(layout.ANALYSIS_FILES["msd"])
     if kind == "density":
         base += _density_inputs()
+    if kind == "thermo":  # thermo.csv of each run (complete.json is written after it) + its verdict
+        base += [run_path("run", r, layout.COMPLETE_NAME) for r in sc.runs(CFG)]
+        base += _all_analysis(layout.ANALYSIS_FILES["equilibration"])
     return base
 
 
@@ -78,3 +82,32 @@ for _kind in layout.FIGURE_KINDS:
         shell:
             "{SUPERION} figures {params.kind} --config {CONFIG_JSON:q} --results {RES:q}"
             " --out {params.stem:q} > {log:q} 2>&1"
+
+
+# The report's first page: what was resolved and what not, in words, with the table and figures.
+rule summary_page:
+    input:
+        config=CONFIG_JSON,
+        summary=rules.tables.output.summary,
+        diffusion=rules.tables.output.diffusion,
+        equilibration=_all_analysis(layout.ANALYSIS_FILES["equilibration"]),
+        arrhenius=rules.tables.input.arrhenius,
+        figures=expand(f"{RES}/figures/{{kind}}.png", kind=layout.FIGURE_KINDS),
+    output:
+        md=f"{RES}/{layout.LAYOUT['page']}.md",
+        html=report(
+            f"{RES}/{layout.LAYOUT['page']}.html",
+            caption="../report/page.rst",
+            category="Summary",
+        ),
+    log:
+        f"{LOGS}/summary_page.log",
+    benchmark:
+        f"{BENCH}/summary_page.tsv"
+    params:
+        stem=f"{RES}/{layout.LAYOUT['page']}",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{SUPERION} summary-page --config {input.config:q} --results {RES:q} --out {params.stem:q} > {log:q} 2>&1"

@@ -24,7 +24,8 @@ import numpy as np
 
 from superion.errors import SuperionError
 
-K_B_EV_K = 8.617333262e-5
+from superion.units import K_B_EV_K
+
 Z95 = 1.959963984540054
 
 
@@ -33,6 +34,9 @@ def interval_resolved(ci, max_decades: float = 2.0) -> dict:
     if ci is None:
         return {"resolved": False, "decades": None, "not_resolved_reason": "no interval"}
     lo, hi = float(ci[0]), float(ci[1])
+    if lo >= 0 and hi > 0 and (lo == 0 or np.isinf(hi)):  # exp() under/overflowed: unbounded in log space
+        return {"resolved": False, "decades": float("inf"),
+                "not_resolved_reason": f"95 % interval spans more than {max_decades:g} decades (unbounded)"}
     if not (lo > 0 and hi >= lo):
         return {"resolved": False, "decades": None, "not_resolved_reason": f"interval [{lo:g}, {hi:g}] is not positive"}
     dec = float(np.log10(hi / lo))
@@ -81,7 +85,8 @@ def fit_arrhenius_log(temperatures_K, y, sigma_ln_y, *, target_K: float | None =
         if out["cov_lnprefactor_Ea"] is not None:
             sd = float(np.sqrt(g @ np.asarray(out["cov_lnprefactor_Ea"]) @ g))
             q = float(student_t.ppf(0.975, dof))
-            ci = [float(np.exp(ln_t - q * sd)), float(np.exp(ln_t + q * sd))]
+            with np.errstate(over="ignore", under="ignore"):
+                ci = [float(np.exp(ln_t - q * sd)), float(np.exp(ln_t + q * sd))]
             out["value_at_target_ci95"] = ci
             out["value_at_target_resolved"] = interval_resolved(ci)
         else:
@@ -169,6 +174,7 @@ def fit_arrhenius_rates(temperatures_K, n_hops, n_ions, duration_ps, *, target_K
     σ(ln Γ) from the exact 95 % Poisson interval of each count; runs with 0 hops are upper
     bounds (one-sided 95 %: 2.996 events) and are excluded from the fit, like non-diffusive D."""
     from superion.analysis.hops import poisson_interval, poisson_upper
+    from superion.units import PS_TO_S
 
     T = np.atleast_1d(np.asarray(temperatures_K, dtype=np.float64))
     n = np.broadcast_to(np.asarray(n_hops, dtype=np.int64), T.shape)
@@ -176,7 +182,7 @@ def fit_arrhenius_rates(temperatures_K, n_hops, n_ions, duration_ps, *, target_K
     dur = np.broadcast_to(np.asarray(duration_ps, dtype=np.float64), T.shape)
     if np.any(ni <= 0) or np.any(dur <= 0):
         raise SuperionError("hop-rate fit needs n_ions > 0 and duration_ps > 0 for every run")
-    exposure_s = ni * dur * 1e-12
+    exposure_s = ni * dur * PS_TO_S
     rows, used = [], []
     for k in range(len(T)):
         rate = n[k] / exposure_s[k]

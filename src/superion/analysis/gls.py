@@ -60,7 +60,8 @@ from numba import njit
 
 from superion.errors import SuperionError
 
-A2_PS_TO_CM2_S = 1e-4
+from superion.units import A2_PS_TO_CM2_S
+
 DEFAULT_MAX_LAGS = 200
 
 

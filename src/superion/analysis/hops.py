@@ -35,8 +35,7 @@ from numba import njit
 
 from superion.errors import SuperionError
 
-PS_TO_S = 1e-12
-A2_PS_TO_CM2_S = 1e-4
+from superion.units import A2_PS_TO_CM2_S, PS_TO_S
 
 
 def poisson_interval(n_events: int, level: float = 0.95) -> tuple[float, float]:
@@ -270,7 +269,7 @@ class HopResult:
     def uncorrelated_diffusivity_cm2_s(self) -> float | None:
         """Γ ⟨a²⟩ / 6: the tracer D if successive hops were uncorrelated (cm²/s)."""
         a2 = self.mean_sq_hop_length_A2
-        return None if a2 is None else self.rate_per_s * 1e-12 * a2 / 6.0 * A2_PS_TO_CM2_S
+        return None if a2 is None else self.rate_per_s * PS_TO_S * a2 / 6.0 * A2_PS_TO_CM2_S
 
     def correlation_factor(self, D_tracer_cm2_s: float, D_ci95_cm2_s=None) -> dict:
         """f = D_tracer / (Γ⟨a²⟩/6); 95 % interval from combining the D interval and the Poisson

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from superion.analysis.msd import spectral_weights  # noqa: F401  (one owner: msd)
 from superion.errors import SuperionError
 
 # Rows (series) per FFT batch: bounds the work memory to ~64 MB for 1e5 frames.
@@ -73,21 +74,6 @@ def msd_per_ion_A2(pos_A) -> np.ndarray:
 def msd_mean_A2(pos_A) -> np.ndarray:
     """Ion-averaged all-origin MSD at every lag 0..F−1: (F,) Å²."""
     return ion_spectra(pos_A).mean_A2
-
-
-def spectral_weights(lag_weights: np.ndarray, n_fft: int) -> np.ndarray:
-    """ĝ (n_fft/2+1,) with Σ_m g_m irfft(P, n_fft)[m] = Σ_k P_k ĝ_k for any real spectrum P
-    (the adjoint of the inverse real FFT: ĝ_k = c_k/n_fft · Re rfft(g)_k, c = 1 at k = 0 and
-    at n_fft/2 for even n_fft, 2 elsewhere)."""
-    from scipy.fft import rfft
-
-    g = np.zeros(n_fft)
-    g[: len(lag_weights)] = lag_weights
-    c = np.full(n_fft // 2 + 1, 2.0)
-    c[0] = 1.0
-    if n_fft % 2 == 0:
-        c[-1] = 1.0
-    return c / n_fft * rfft(g).real
 
 
 @dataclass

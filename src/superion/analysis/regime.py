@@ -36,7 +36,8 @@ import numpy as np
 
 from superion.errors import SuperionError
 
-A2_PS_TO_CM2_S = 1e-4
+from superion.units import A2_PS_TO_CM2_S
+
 BETA_DIFFUSIVE = 0.8
 MIN_HOPS_IN_WINDOW = 1.0  # MSD growth over the window, in units of h²
 IMMOBILE_FRACTION = 0.25  # MSD(t_end) / h² below this: immobile

@@ -48,7 +48,8 @@ import numpy as np
 
 from superion.errors import SuperionError
 
-A2_PS_TO_CM2_S = 1e-4
+from superion.units import A2_PS_TO_CM2_S
+
 _DIRS = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=np.int64)
 
 

@@ -8,8 +8,8 @@ Rule (the string :attr:`FitWindow.rule` says which parts applied; it goes to the
 - Start: after the ballistic and cage (rattling, back-hop) regimes, detected from the local
   exponent β(t) = d ln MSD / d ln t: the least-squares slope of ln MSD vs ln t over the lags
   within a factor ``span`` (2) around t, on a log-spaced grid of t. The start is the first
-  grid lag t0 (≤ t_end/2, so the window spans at least a factor 2) from which β ≥
-  ``beta_min`` (0.9) at every grid lag up to min(``sustain`` · t0, t_end) (sustain = 8): the
+  grid lag t0 (≤ t_end/2, so the window spans at least a factor 2) from which
+  ``beta_min`` (0.9) ≤ β ≤ 2 − ``beta_min`` (ballistic motion, β → 2, is excluded) at every grid lag up to min(``sustain`` · t0, t_end) (sustain = 8): the
   linear regime must last, a short linear stretch before a cage or back-hop dip is not
   enough. (Checking every lag to t_end instead rejected 3–4 % of diffusive runs of 8 ions:
   the exponent at long lags scatters more than the Gaussian model says.) Optionally also
@@ -221,7 +221,9 @@ def fit_window_from_msd(
         floor = min(beta_floor, beta_min)
         thr = np.where(np.isfinite(se), np.maximum(beta_min - noise_z * se, floor), beta_min)
         noise_rule = f" (minus {noise_z:g} random-walk standard errors of the exponent, not below {floor:g})"
-    ok = beta >= thr
+    # β ≈ 1 from both sides: the ballistic start (β → 2) is not diffusion either, and without the
+    # upper limit a run would "start" at its first frames (seen on o-NBH at 800 K: 5 fs)
+    ok = (beta >= thr) & (beta <= 2.0 - thr)
     start = None
     for j in np.flatnonzero(grid <= 0.5 * t_end * (1 + 1e-9)):
         top = t_end if sustain is None else min(sustain * grid[j], t_end)
@@ -229,7 +231,7 @@ def fit_window_from_msd(
             start = float(grid[j])
             break
     start_rule = (f"start = first lag from which the local MSD exponent (ln-ln slope over a factor {span:g} in lag) "
-                  f"stays >= {beta_min:g}{noise_rule} up to " + ("the end" if sustain is None else f"{sustain:g}x that lag")
+                  f"stays within [{beta_min:g}, {2 - beta_min:g}]{noise_rule} up to " + ("the end" if sustain is None else f"{sustain:g}x that lag")
                   + ", leaving >= a factor 2 before the end")
     if start is not None and alpha2 is not None:
         a_t, a_v = (np.asarray(v, dtype=np.float64) for v in alpha2)

@@ -20,7 +20,7 @@ from superion import __version__
 from superion.errors import SuperionError
 
 # Command groups, in the order they appear in ``superion --help``.
-_GROUPS = ("potential", "structure", "build", "md", "analyze", "workflow")
+_GROUPS = ("potential", "structure", "build", "md", "analyze", "workflow", "page")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -96,6 +96,9 @@ def _run_options(p) -> None:
     p.add_argument("--progress-every-s", type=float, default=300.0, metavar="S",
                    help="when stderr is not a terminal (job logs): a progress line (step, ps, ns/day, ETA) "
                         "every S seconds of wall time (default 300; 0 = start and end only)")
+    p.add_argument("--wait-for-lock", type=float, default=0.0, metavar="SECONDS",
+                   help="when another superion md holds a run directory, wait up to SECONDS for it (inf: no "
+                        "limit) instead of failing at once (default 0; the workflow passes a day)")
 
 
 def _settings(args: argparse.Namespace, *, temperature_K: float, seed: int):
@@ -132,9 +135,9 @@ def cmd_md(args: argparse.Namespace) -> int:
     settings = _settings(args, temperature_K=args.temperature_K, seed=args.seed)
     from superion.locks import run_dir_lock
 
-    # One superion md per run directory: a second one (a job resubmitted while the first still
-    # runs, e.g. after Snakemake was killed) waits, then resumes or finds the run complete.
-    with run_dir_lock(args.out):
+    # One superion md per run directory: a second one fails at once naming the holder, or (the
+    # workflow: a job resubmitted while the first still runs) waits, then resumes or finds it complete.
+    with run_dir_lock(args.out, wait_s=args.wait_for_lock):
         res = run_md(args.structure, args.out, settings, **_run_kwargs(args))
     if res.status == "complete":
         print(f"superion md: {res.run_dir}: {res.steps_done} steps, {res.n_frames} frames, {res.wall_s:.1f} s")
@@ -151,7 +154,7 @@ def cmd_md_batch(args: argparse.Namespace) -> int:
     base = _settings(args, temperature_K=args.temperatures_K[0], seed=seeds[0])
     replicas = batch_replicas(args.out, base, args.temperatures_K, seeds,
                               parse_mass_settings(args.mass_scales) if args.mass_scales else None, name=args.name)
-    with locked_replicas(replicas):  # one process per run directory, as `superion md`
+    with locked_replicas(replicas, wait_s=args.wait_for_lock):  # one process per run directory, as `superion md`
         res = run_md_batch(args.structure, replicas, **_run_kwargs(args),
                            batched_graph={"auto": None, "yes": True, "no": False}[args.batched_graph])
     done = len(replicas) - len(res.failed)

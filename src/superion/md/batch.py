@@ -130,15 +130,16 @@ def batch_replicas(out: str | os.PathLike, base: MDSettings, temperatures_K: Seq
 
 
 @contextlib.contextmanager
-def locked_replicas(replicas: Sequence[Replica]) -> Iterator[None]:
+def locked_replicas(replicas: Sequence[Replica], wait_s: float = 0.0) -> Iterator[None]:
     """Hold :func:`superion.locks.run_dir_lock` on every replica's run directory, as ``superion md``
-    holds it on its one: a replica simulated by another process is waited for, then resumed or
-    found complete. Taken in path order, so two overlapping batches cannot deadlock."""
+    holds it on its one: a replica held by another process fails the batch at once naming the
+    holder, or (``wait_s`` > 0: the workflow) is waited for, then resumed or found complete.
+    Taken in path order, so two overlapping batches cannot deadlock."""
     from superion.locks import run_dir_lock
 
     with contextlib.ExitStack() as stack:
         for d in sorted({Path(r.out_dir).resolve() for r in replicas}):
-            stack.enter_context(run_dir_lock(d))
+            stack.enter_context(run_dir_lock(d, wait_s=wait_s))
         yield
 
 

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from superion.errors import SimulationError
+from superion.killpoints import kill_point
 
 
 class StepLoop:
@@ -39,6 +40,7 @@ class StepLoop:
 
     def observe(self, step: int) -> None:
         """Call every due observer at ``step``, in attach order."""
+        kill_point("observe", step)
         for obs, replica in self.entries:
             if obs.due(step):
                 obs(step, replica)

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from superion.errors import SimulationError
+from superion.killpoints import kill_point
 from superion.md.engine import KineticTemperature
 from superion.md.settings import RUN_FORMAT, MDSettings
 
@@ -78,19 +79,22 @@ class StabilityGuard(Observer):
     def check_fast(self, step: int, replica) -> None:
         """Finite positions/forces and T below the limit."""
         T = self.temperature(replica.momenta())
+        # At step 0 nothing was integrated yet: the input (or the potential on it) is at fault.
+        advice = ("check the input structure (finite positions, no overlaps) and that the potential covers it"
+                  if step == 0 else
+                  "try a smaller --timestep-fs, relax the structure first, and check it and the potential")
         if not math.isfinite(T):
-            raise SimulationError(f"step {step}: velocities became NaN/inf (integration blew up); "
-                                  "reduce --timestep-fs or check the structure")
+            raise SimulationError(f"step {step}: velocities became NaN/inf (integration blew up); {advice}")
         if T > self.t_max:
             raise SimulationError(
                 f"step {step}: temperature {T:.0f} K exceeds {self.factor:g} x target ({self.target:g} K); "
                 "the run exploded: reduce --timestep-fs, relax the structure, or check the potential"
             )
         if not np.isfinite(replica.positions()).all():
-            raise SimulationError(f"step {step}: positions became NaN/inf; reduce --timestep-fs")
+            raise SimulationError(f"step {step}: positions became NaN/inf; {advice}")
         f = replica.forces()
         if f is not None and not np.isfinite(f).all():
-            raise SimulationError(f"step {step}: forces became NaN/inf; the potential left its valid range")
+            raise SimulationError(f"step {step}: forces became NaN/inf (the potential left its valid range); {advice}")
 
     def check_overlap(self, step: int, replica) -> None:
         """No two atoms closer than ``min_distance_A``."""
@@ -181,6 +185,7 @@ class FrameRecorder(Observer):
     def __call__(self, step: int, replica) -> None:
         vel = replica.momenta() * self.vel_factor if self.vel_factor is not None else None
         self.writer.append(step, step * self.dt_fs, replica.positions(), replica.cell(), vel)
+        kill_point("frame", step)
 
 
 class CheckpointRecorder(Observer):
@@ -206,12 +211,15 @@ class CheckpointRecorder(Observer):
     def __call__(self, step: int, replica) -> None:
         from superion.md.storage import write_checkpoint
 
+        kill_point("checkpoint", step)
         self.writer.flush()
         self.thermo.flush()
+        kill_point("checkpoint-flushed", step)
         write_checkpoint(self.path, replica.get_state(), {
             "step": step, "n_frames": self.writer.n_frames, "n_thermo_rows": self.thermo.n_rows,
             "settings_hash": self.settings_hash, "format": RUN_FORMAT,
         })
+        kill_point("checkpoint-written", step)
 
 
 # --------------------------------------------------------------------------- progress

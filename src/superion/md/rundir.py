@@ -27,7 +27,8 @@ from typing import Any
 
 from superion.atomic import write_json
 from superion.errors import SuperionError
-from superion.layout import COMPLETE_NAME, METADATA_NAME, run_file
+from superion.killpoints import kill_point
+from superion.layout import COMPLETE_NAME, METADATA_NAME, RUN_FILES, run_file
 from superion.md.settings import RUN_FORMAT, MDSettings
 from superion.provenance import now_utc, software_versions
 
@@ -69,9 +70,12 @@ class RunDirectory:
     # Decision --------------------------------------------------------------------------
     def plan(self, settings_hash: str) -> RunPlan:
         """Fresh, resume or complete for a run with ``settings_hash``; SuperionError if refused."""
+        from superion.paths import check_writable
+
         out = self.path
         if out.exists() and not out.is_dir():
             raise SuperionError(f"output {out} exists and is not a directory; choose another --out")
+        check_writable(self.metadata_path)  # before the model loads: an unwritable --out costs a second
         if not self.metadata_path.exists():
             if self.complete_path.exists():
                 raise SuperionError(f"{out} has {COMPLETE_NAME} but no {METADATA_NAME}; delete it and rerun")
@@ -96,10 +100,9 @@ class RunDirectory:
 
     # Files -------------------------------------------------------------------------------
     def read_metadata(self) -> dict:
-        try:
-            return json.loads(self.metadata_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise SuperionError(f"{self.metadata_path} is unreadable; delete {self.path} and rerun") from None
+        from superion.files import read_json
+
+        return read_json(self.metadata_path, fix=f"delete {self.path} and rerun superion md")
 
     def read_checkpoint(self, settings_hash: str):
         """(state arrays, info) of the checkpoint; SuperionError if it belongs to other settings."""
@@ -124,7 +127,9 @@ class RunDirectory:
             self.trajectory_path, symbols=atoms.get_chemical_symbols(), numbers=atoms.numbers,
             masses_amu=atoms.get_masses(), metadata={k: meta[k] for k in TRAJECTORY_METADATA_KEYS},
             labels=labels, temperature_K=settings.temperature_K, save_velocities=settings.save_velocities,
-            dtype=settings.trajectory_dtype, creator_version=meta["versions"]["superion"])
+            dtype=settings.trajectory_dtype, creator_version=meta["versions"]["superion"],
+            frame_interval_fs=settings.save_every * settings.timestep_fs, standard_orientation=True)
+        self.link_h5md_alias()
         return writer, ThermoLog(self.thermo_path)
 
     def reopen_storage(self, checkpoint_info: dict):
@@ -134,12 +139,33 @@ class RunDirectory:
 
         writer = H5TrajectoryWriter.open_append(self.trajectory_path, keep_frames=int(checkpoint_info["n_frames"]))
         thermo = ThermoLog(self.thermo_path, keep_rows=int(checkpoint_info["n_thermo_rows"]))
+        self.link_h5md_alias()
         return writer, thermo
+
+    def link_h5md_alias(self) -> None:
+        """``trajectory.h5md`` → ``trajectory.h5`` (relative symlink): MDAnalysis picks its H5MD
+        reader by that suffix, so ``mda.Universe(RUN_DIR/trajectory.h5md)`` needs no hints.
+        Skipped where the file system has no symlinks."""
+        alias = self.trajectory_path.with_suffix(".h5md")
+        try:
+            if alias.is_symlink() or alias.exists():
+                return
+            alias.symlink_to(self.trajectory_path.name)
+        except OSError:
+            pass
+
+    def remove_temporaries(self) -> None:
+        """Delete half-written files of a killed attempt (``superion.atomic`` temporaries, named
+        ``.<stem>.*``). Safe: the caller holds the run-directory lock, so no writer is active."""
+        for name in RUN_FILES.values():
+            for tmp in self.path.glob(f".{Path(name).stem}.*"):
+                tmp.unlink(missing_ok=True)
 
     # Status ------------------------------------------------------------------------------
     def begin(self, meta: dict) -> None:
-        """Write this attempt's metadata (status "running")."""
+        """Write this attempt's metadata (status "running"); drop temporaries a kill left."""
         self.meta = meta
+        self.remove_temporaries()
         write_json(self.metadata_path, meta)
 
     def mark_failed(self, step: int, message: str, n_frames: int) -> None:
@@ -154,13 +180,20 @@ class RunDirectory:
         write_json(self.metadata_path, self.meta)
 
     def mark_complete(self, *, steps: int, n_frames: int, wall_s: float, steps_per_s: float | None) -> None:
-        """Final metadata, then complete.json (written last: the workflow's output)."""
+        """Final metadata, then complete.json (written last: the workflow's output) with the
+        trajectory's content digests, which analysis verifies."""
+        from superion.trajectory.h5md import content_digests
+
+        kill_point("complete", steps)
         self.meta.update(status="complete", message="", finished_utc=now_utc(), n_frames=n_frames, wall_s=wall_s,
                          steps_per_s=steps_per_s)
         write_json(self.metadata_path, self.meta)
+        kill_point("complete-metadata", steps)
         write_json(self.complete_path, {"status": "complete", "settings_hash": self.meta["settings_hash"],
                                         "steps": steps, "n_frames": n_frames,
-                                        "finished_utc": self.meta["finished_utc"]})
+                                        "finished_utc": self.meta["finished_utc"],
+                                        "trajectory_sha256": (content_digests(self.trajectory_path)
+                                                              if self.trajectory_path.exists() else None)})
 
 
 def new_metadata(*, settings: MDSettings, settings_hash: str, structure: Path, input_sha256: str,

@@ -15,6 +15,7 @@ import numpy as np
 
 from superion.atomic import atomic_path, json_default, write_text
 from superion.errors import SuperionError
+from superion.killpoints import kill_point
 
 THERMO_COLUMNS = (
     "step", "time_fs", "phase", "T_K", "P_bar", "volume_A3", "a_A", "b_A", "c_A",
@@ -35,9 +36,12 @@ class ThermoLog:
             write_text(self.path, header)
             self.n_rows = 0
         else:
-            lines = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
+            lines = (self.path.read_bytes().decode("utf-8", "replace").splitlines(keepends=True)
+                     if self.path.exists() else [])
             rows = lines[1 : 1 + keep_rows]
-            if len(rows) < keep_rows or any(not r.endswith("\n") for r in rows):
+            # a row the kill cut short, or garbled, has another number of fields
+            if len(rows) < keep_rows or any(not r.endswith("\n") or r.count(",") != len(THERMO_COLUMNS) - 1
+                                            for r in rows):
                 raise SuperionError(
                     f"{self.path} has fewer complete rows than the checkpoint expects; "
                     "the run directory is inconsistent: delete it and rerun"
@@ -65,19 +69,22 @@ class ThermoLog:
 
 def read_thermo(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """``thermo.csv`` as columns (``phase`` as str array, the rest float/int)."""
-    import csv
+    from superion.files import read_csv
 
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    fix = "the run directory is damaged: delete it and rerun superion md"
+    rows = read_csv(path, fix=fix, columns=THERMO_COLUMNS)
     out: dict[str, np.ndarray] = {}
     for c in THERMO_COLUMNS:
         vals = [r[c] for r in rows]
-        if c == "phase":
-            out[c] = np.array(vals, dtype=str)
-        elif c == "step":
-            out[c] = np.array(vals, dtype=np.int64)
-        else:
-            out[c] = np.array(vals, dtype=float)
+        try:
+            if c == "phase":
+                out[c] = np.array(vals, dtype=str)
+            elif c == "step":
+                out[c] = np.array(vals, dtype=np.int64)
+            else:
+                out[c] = np.array(vals, dtype=float)
+        except ValueError:
+            raise SuperionError(f"{path}: column {c} holds a value that is not a number; {fix}") from None
     return out
 
 
@@ -89,16 +96,20 @@ def write_checkpoint(path: str | os.PathLike, state: dict[str, np.ndarray], info
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
+        kill_point("checkpoint-tmp", int(info.get("step", -1)))
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
-    """(state arrays, info) from :func:`write_checkpoint`."""
+    """(state arrays, info) from :func:`write_checkpoint`; SuperionError when damaged."""
+    from superion.files import read_npz
+
+    fix = "delete the checkpoint (the run restarts from step 0) or the run directory, and rerun"
+    z = read_npz(path, fix=fix, keys=("info_json",))
     try:
-        with np.load(path, allow_pickle=False) as z:
-            info = json.loads(str(z["info_json"]))
-            state = {k[len("state/"):]: z[k] for k in z.files if k.startswith("state/")}
-    except (OSError, ValueError, KeyError) as exc:
-        raise SuperionError(f"cannot read checkpoint {path} ({exc}); delete the run directory and rerun") from None
+        info = json.loads(str(z["info_json"]))
+        if not isinstance(info, dict) or "step" not in info:
+            raise ValueError("no step")
+    except ValueError:  # includes JSONDecodeError
+        raise SuperionError(f"{path} holds no valid checkpoint info; {fix}") from None
+    state = {k[len("state/"):]: v for k, v in z.items() if k.startswith("state/")}
     return state, info
-
-

@@ -16,7 +16,9 @@ from superion import layout
 from superion.workflow import config as sc
 from superion.atomic import atomic_path
 from superion.errors import SuperionError
+from superion.files import read_npz
 from superion.report.tables import read_csv
+from superion.report.thermo import thermo_figure
 from superion.units import K_B_EV_K as KB_EV_K
 
 
@@ -44,11 +46,13 @@ def save_figure(fig, stem: str | Path, dpi: int = 200) -> list[Path]:
 
 
 def _footnote(fig, rows: list[dict]) -> None:
-    """Noise warning from the table's ``warnings`` column (short runs etc.)."""
+    """Noise warning from the table's ``warnings`` column (short runs etc.) and a note on bounds."""
     prod = sorted({r.get("production_ps") for r in rows if r.get("production_ps") is not None})
     notes = []
     if prod and min(prod) < 100:
         notes.append(f"Short MD ({', '.join(f'{p:g}' for p in prod)} ps): noisy.")
+    if any(r.get("regime") in ("subdiffusive", "immobile") for r in rows):
+        notes.append("Non-diffusive runs: D is an upper bound only.")
     if any(r.get("warnings") for r in rows):
         notes.append("See warnings in summary.csv.")
     if notes:
@@ -90,56 +94,93 @@ def _grid(plt, n: int, w: float = 3.4, h: float = 2.8):
 # --------------------------------------------------------------------------------------
 
 
+def _resolved(s: dict) -> bool:
+    """The summary row's ``resolved`` column (tables write true/false; older tables: a fitted Ea)."""
+    v = s.get("resolved")
+    if v is None or v == "":
+        return s.get("Ea_eV") is not None
+    return str(v).lower() in ("true", "1", "1.0")
+
+
+def _bound_arrows(ax, x, ub, color) -> None:
+    """Upper bounds as downward arrows from a bar at the bound (log axes: a factor 3 long)."""
+    for xi, u in zip(x, ub):
+        ax.plot([xi], [u], marker="_", ms=9, mew=1.5, color=color, ls="none")
+        ax.annotate("", xy=(xi, u / 3.0), xytext=(xi, u), arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.0,
+                                                                       "mutation_scale": 8, "shrinkA": 0, "shrinkB": 0})
+
+
 def arrhenius_figure(cfg: dict, summary: list[dict], runs: list[dict]):
-    """log D vs 1000/T, all systems and mass settings, with stderr bars and Arrhenius fits."""
+    """log D vs 1000/T: diffusive runs with 95 % intervals, non-diffusive runs as upper-bound arrows,
+    the Arrhenius line (and its 300 K extrapolation) only where the fit is resolved."""
     import numpy as np
 
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.0, 4.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     by_group = defaultdict(list)
     for r in runs:
         by_group[_group_key(r)].append(r)
     colors = _colors(len(summary))
-    skipped = 0
-    plotted = 0
+    n_bounds, plotted, reasons = 0, 0, []
+    ys = []
+    ys_groups: list = []
     for color, s in zip(colors, summary):
+        ys_groups.append(s)
         pts = by_group.get(_group_key(s), [])
-        T = np.array([p["temperature_K"] for p in pts], float)
-        D = np.array([p["diffusivity_cm2_s"] if p.get("diffusivity_cm2_s") is not None else np.nan for p in pts], float)
-        E = np.array([p.get("diffusivity_stderr_cm2_s") or 0.0 for p in pts], float)
+        num = lambda key: np.array([p[key] if isinstance(p.get(key), float) else np.nan for p in pts], float)  # noqa: E731
+        T, D = num("temperature_K"), num("diffusivity_cm2_s")
+        lo, hi, se, ub = num("diffusivity_ci95_low_cm2_s"), num("diffusivity_ci95_high_cm2_s"), num("diffusivity_stderr_cm2_s"), num("diffusivity_upper_bound_cm2_s")
         ok = np.isfinite(D) & (D > 0)
-        skipped += int((~ok).sum())
-        if ok.any():
-            lower = np.minimum(E[ok], D[ok] * 0.999)
-            ax.errorbar(1000.0 / T[ok], D[ok], yerr=[lower, E[ok]], fmt="o", ms=4, capsize=2, color=color,
-                        label=_label(s))
-            plotted += 1
+        lo = np.where(np.isfinite(lo), lo, D - np.nan_to_num(se))
+        hi = np.where(np.isfinite(hi), hi, D + np.nan_to_num(se))
+        resolved = _resolved(s)
         ea, d0 = s.get("Ea_eV"), s.get("D0_cm2_s")
-        if ea is not None and d0 is not None and d0 > 0 and len(T):
-            t_fit = np.linspace(T.min(), T.max(), 50)
-            t_ext = np.linspace(300.0, T.min(), 50)
+        draw_fit = resolved and isinstance(ea, float) and isinstance(d0, float) and d0 > 0 and bool(ok.any())
+        # Ea goes into the legend: labels beside the points collide with them
+        label = _label(s) + (f": Ea = {s.get('Ea_text_eV') or f'{ea:.2f}'} eV" if draw_fit else "" if resolved else " (fit not resolved)")
+        if ok.any():
+            yerr = [np.clip(D[ok] - lo[ok], 0, D[ok] * 0.999), np.clip(hi[ok] - D[ok], 0, None)]
+            ax.errorbar(1000.0 / T[ok], D[ok], yerr=yerr, fmt="o", ms=4, capsize=2, color=color, label=label)
+            ys += list(D[ok])
+            plotted += 1
+            label = None
+        bnd = ~ok & np.isfinite(ub) & (ub > 0)
+        if bnd.any():
+            # groups side by side at one T (arrows of equal bounds would hide each other)
+            shift = 0.004 * (len(ys_groups) - 1 - (len(summary) - 1) / 2)
+            _bound_arrows(ax, 1000.0 / T[bnd] + shift, ub[bnd], color)
+            ax.plot([], [], marker="$\\downarrow$", ls="none", ms=7, color=color, label=label)
+            ys += list(ub[bnd]) + list(ub[bnd] / 3.0)
+            n_bounds += int(bnd.sum())
+            plotted += 1
+        if draw_fit:
+            t_fit = np.linspace(T[ok].min(), T[ok].max(), 50)
+            t_ext = np.linspace(300.0, T[ok].min(), 50)
             ax.plot(1000.0 / t_fit, d0 * np.exp(-ea / (KB_EV_K * t_fit)), "-", color=color, lw=1.2)
             ax.plot(1000.0 / t_ext, d0 * np.exp(-ea / (KB_EV_K * t_ext)), "--", color=color, lw=0.8)
-            se = s.get("Ea_stderr_eV")
-            if not ok.any():
-                ax.plot([], [], "-", color=color, label=_label(s))
-            txt = f"Ea={ea:.2f}" + (f"±{se:.2f}" if se is not None else "") + " eV"
-            ax.annotate(txt, (1000.0 / T.max(), d0 * np.exp(-ea / (KB_EV_K * T.max()))), fontsize=6, color=color,
-                        xytext=(4, 4), textcoords="offset points")
-    if plotted == 0 and not any(s.get("Ea_eV") is not None for s in summary):
-        _empty(ax, "no positive diffusivity to plot")
+            ys.append(d0 * np.exp(-ea / (KB_EV_K * 300.0)))
+        elif not resolved:
+            reasons.append(f"{_label(s)}: {s.get('not_resolved_reason') or 'no fit'}")
+    if plotted == 0:
+        _empty(ax, "no diffusivity or upper bound to plot")
     else:
         ax.set_yscale("log")
+        if ys:
+            ax.set_ylim(min(ys) / 3.0, max(ys) * 3.0)
         ax.set_xlabel("1000 / T (1/K)")
         ax.set_ylabel("D (cm²/s)")
-        ax.axvline(1000.0 / 300.0, color="0.6", lw=0.6, ls=":")
-        ax.legend(loc="lower left", frameon=False)
+        ax.legend(loc="lower left", frameon=False, fontsize=6.5)
         sec = ax.secondary_xaxis("top", functions=(lambda x: 1000.0 / np.maximum(x, 1e-9), lambda t: 1000.0 / np.maximum(t, 1e-9)))
         sec.set_xlabel("T (K)")
-    title = "Arrhenius plot (fit solid, extrapolation to 300 K dashed)"
-    if skipped:
-        title += f"\n{skipped} run(s) with D <= 0 not shown"
+    title = "Arrhenius plot: points 95 % CI, arrows = upper bounds (not diffusive)"
+    if any(_resolved(s) for s in summary):
+        title += "\nfit solid, extrapolation to 300 K dashed (resolved fits only)"
     ax.set_title(title)
+    if reasons:
+        import textwrap
+
+        ax.text(0.99, 0.99, "not resolved:\n" + "\n".join(textwrap.fill(r, 60) for r in reasons[:6]), transform=ax.transAxes,
+                ha="right", va="top", fontsize=6, color="0.3")
     _footnote(fig, summary + runs)
     return fig
 
@@ -162,11 +203,13 @@ def _mass_series(summary: list[dict]) -> dict[tuple[str, str], list[dict]]:
 
 
 def mass_scaling_figure(cfg: dict, summary: list[dict], runs: list[dict]):
-    """σ(300 K) with 95 % CI, Ea ± stderr and active fraction against the anion mass factor."""
+    """σ(300 K) with 95 % CI, Ea ± stderr, MSD at the reference lag and active fraction against the
+    anion mass factor. σ and Ea only where the Arrhenius fit is resolved (others marked "n.r." at
+    the axis bottom); lines join a series only when every point of it is resolved."""
     import numpy as np
 
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.4), layout="constrained")
+    fig, axes = plt.subplots(1, 4, figsize=(13.0, 3.5), layout="constrained")
     series = _mass_series(summary)
     if not series:
         for ax in axes:
@@ -174,38 +217,64 @@ def mass_scaling_figure(cfg: dict, summary: list[dict], runs: list[dict]):
         _footnote(fig, summary)
         return fig
     colors = _colors(len(series))
+    val = lambda rows, key: np.array([r[key] if isinstance(r.get(key), float) else np.nan for r in rows], float)  # noqa: E731
+    unresolved = set()
     for color, ((system, name), rows) in zip(colors, series.items()):
         lab = f"{rows[0].get('label') or system}: {name}"
-        f = np.array([r["mass_factor"] for r in rows], float)
-        sig = np.array([r["sigma_300K_mS_cm"] if r.get("sigma_300K_mS_cm") is not None else np.nan for r in rows])
-        lo = np.array([r["sigma_300K_ci95_low_mS_cm"] if r.get("sigma_300K_ci95_low_mS_cm") is not None else np.nan for r in rows])
-        hi = np.array([r["sigma_300K_ci95_high_mS_cm"] if r.get("sigma_300K_ci95_high_mS_cm") is not None else np.nan for r in rows])
-        ok = np.isfinite(sig) & (sig > 0)
-        if ok.any():
-            yerr = [np.nan_to_num(np.clip(sig - lo, 0, None))[ok], np.nan_to_num(np.clip(hi - sig, 0, None))[ok]]
-            axes[0].errorbar(f[ok], sig[ok], yerr=yerr, fmt="o-", ms=4, capsize=2, color=color, label=lab)
-        ea = np.array([r["Ea_eV"] if r.get("Ea_eV") is not None else np.nan for r in rows])
-        se = np.array([r.get("Ea_stderr_eV") or 0.0 for r in rows])
-        axes[1].errorbar(f, ea, yerr=se, fmt="o-", ms=4, capsize=2, color=color, label=lab)
+        f = val(rows, "mass_factor")
+        res = np.array([_resolved(r) for r in rows])
+        for ax, key in ((axes[0], "sigma_300K_mS_cm"), (axes[1], "Ea_eV")):
+            y = val(rows, key)
+            ok = res & np.isfinite(y) & ((y > 0) if key.startswith("sigma") else True)
+            if key.startswith("sigma"):
+                lo, hi = val(rows, "sigma_300K_ci95_low_mS_cm"), val(rows, "sigma_300K_ci95_high_mS_cm")
+                yerr = [np.nan_to_num(np.clip(y - lo, 0, y * 0.999))[ok], np.nan_to_num(np.clip(hi - y, 0, None))[ok]]
+            else:
+                yerr = np.nan_to_num(val(rows, "Ea_stderr_eV"))[ok]
+            if ok.any():
+                ax.errorbar(f[ok], y[ok], yerr=yerr, fmt="o-" if ok.all() else "o", ms=4, capsize=2, color=color, label=lab)
+            for fx in f[~ok]:
+                ax.annotate("× n.r.", (fx, 0.0), xycoords=("data", "axes fraction"), xytext=(0, 3), textcoords="offset points",
+                            ha="center", fontsize=6.5, color=color)
+            if (~ok).any():
+                ax.plot([], [], "x", color=color, label=f"{lab}: not resolved")
+                unresolved.add(lab)
+        temps = sorted({k for r in rows for k in r if k.startswith("msd_ref_") and k.endswith("K_A2")},
+                       key=lambda k: float(k[len("msd_ref_"):-len("K_A2")]))
+        for j, key in enumerate(temps):
+            y = val(rows, key)
+            alpha = 0.35 + 0.65 * (j + 1) / len(temps)
+            axes[2].plot(f, y, "o-", ms=3, color=color, alpha=alpha, label=f"{lab}, {key[len('msd_ref_'):-len('K_A2')]} K")
         temps = sorted({k for r in rows for k in r if k.startswith("active_fraction_") and k.endswith("K")},
                        key=lambda k: float(k[len("active_fraction_"):-1]))
         for j, key in enumerate(temps):
-            y = np.array([r.get(key) if r.get(key) is not None else np.nan for r in rows], float)
+            y = val(rows, key)
             alpha = 0.35 + 0.65 * (j + 1) / len(temps)
-            axes[2].plot(f, y, "o-", ms=3, color=color, alpha=alpha,
+            axes[3].plot(f, y, "o-", ms=3, color=color, alpha=alpha,
                          label=f"{lab}, {key[len('active_fraction_'):-1]} K")
-    axes[0].set_yscale("log")
+    for ax, what in ((axes[0], "σ(300 K)"), (axes[1], "Ea")):
+        if not ax.containers:  # nothing resolved: say so instead of an empty frame with meaningless ticks
+            ax.text(0.5, 0.5, f"{what} not resolved\nfor any mass setting\n(see not_resolved_reason in summary.csv)",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=7, color="0.3")
+            ax.set_yticks([])
+    lag = sorted({r["msd_ref_lag_ps"] for r in runs if isinstance(r.get("msd_ref_lag_ps"), float)})
+    lag_txt = f"{lag[0]:g} ps" if len(lag) == 1 else "reference lag"
+    if any(ln.get_ydata().size and np.nanmax(ln.get_ydata()) > 0 for ln in axes[0].get_lines()):
+        axes[0].set_yscale("log")
     axes[0].set_ylabel("σ(300 K) (mS/cm), 95 % CI")
     axes[1].set_ylabel("Ea (eV)")
-    axes[2].set_ylabel("active fraction")
+    axes[2].set_ylabel(f"MSD({lag_txt}) (Å²)")
+    axes[3].set_ylabel("active fraction")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("anion mass factor")
-        ax.legend(frameon=False, fontsize=6)
-    axes[0].set_title("extrapolated conductivity")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(frameon=False, fontsize=6)
+    axes[0].set_title("extrapolated conductivity" + (" (n.r. = not resolved)" if unresolved else ""))
     axes[1].set_title("activation energy")
-    axes[2].set_title("active mobile ions (per T)")
-    _footnote(fig, summary)
+    axes[2].set_title(f"mean squared displacement at {lag_txt}")
+    axes[3].set_title("active mobile ions (per T)")
+    _footnote(fig, summary + runs)
     return fig
 
 
@@ -251,11 +320,13 @@ def rotation_figure(cfg: dict, summary: list[dict], runs: list[dict]):
 
 
 def msd_figure(cfg: dict, summary: list[dict], runs: list[dict]):
-    """Mobile-ion MSD vs lag time, one panel per (system, mass setting), one curve per T."""
+    """Mobile-ion MSD vs lag (log-log), one panel per (system, mass setting), one curve per T; the
+    fit window is drawn thick on each curve, the local exponent β(t) on the right axis, one hop
+    length squared (h², from the structure) as a dotted line."""
     import numpy as np
 
     plt = _plt()
-    fig, axes = _grid(plt, max(len(summary), 1))
+    fig, axes = _grid(plt, max(len(summary), 1), w=3.8, h=3.0)
     if not summary:
         _empty(axes[0], "no runs")
     for ax, s in zip(axes, summary):
@@ -263,24 +334,48 @@ def msd_figure(cfg: dict, summary: list[dict], runs: list[dict]):
         first_seed = min((r["seed"] for r in rows), default=None)
         rows = sorted([r for r in rows if r["seed"] == first_seed], key=lambda r: r["temperature_K"])
         colors = plt.get_cmap("plasma")(np.linspace(0.1, 0.85, max(len(rows), 1)))
+        bx = None
         for color, r in zip(colors, rows):
             path = Path(str(r.get("msd_npz") or ""))
             if not path.is_file():
                 continue
-            with np.load(path) as z:
-                t, msd = np.asarray(z["lag_ps"]), np.asarray(z["msd_A2"])
-            ax.plot(t, msd, color=color, lw=1.2, label=f"{r['temperature_K']:g} K")
-        thr = rows[0].get("active_threshold_A2") if rows else None
-        top = max((line.get_ydata().max() for line in ax.get_lines()), default=0.0)
-        if thr and top > thr / 3:
-            ax.axhline(thr, color="0.5", ls=":", lw=0.8, label=f"active threshold {thr:g} Å²")
-        ax.set_title(_label(s))
+            z = read_npz(path, fix="delete it and rerun the workflow (snakemake ...)", keys=("lag_ps", "msd_A2"))
+            t, msd = np.asarray(z["lag_ps"]), np.asarray(z["msd_A2"])
+            beta = (np.asarray(z["beta_lag_ps"]), np.asarray(z["beta"])) if "beta" in z else None
+            sel = t > 0
+            regime = r.get("regime")
+            ax.plot(t[sel], msd[sel], color=color, lw=1.1,
+                    label=f"{r['temperature_K']:g} K" + (f" ({regime})" if isinstance(regime, str) and regime != "unclassified" else ""))
+            t0, t1 = r.get("fit_start_ps"), r.get("fit_end_ps")
+            if isinstance(t0, float) and isinstance(t1, float):
+                w = sel & (t >= t0) & (t <= t1)
+                ax.plot(t[w], msd[w], color=color, lw=3.5, alpha=0.35, solid_capstyle="butt")
+            if beta is not None and len(beta[0]):
+                bx = bx or ax.twinx()
+                bx.plot(beta[0], beta[1], color=color, lw=0.8, ls="--", alpha=0.8)
+        h = next((r["hop_length_A"] for r in rows if isinstance(r.get("hop_length_A"), float)), None)
+        if h:
+            ax.axhline(h * h, color="0.4", ls=":", lw=0.8, label=f"one hop h² = {h * h:.3g} Å²")
+        if ax.get_lines():
+            from matplotlib.ticker import NullFormatter
+
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # short runs span < 1 decade: minor labels collide
+        if bx is not None:
+            bx.axhline(1.0, color="0.6", lw=0.6, ls="--")
+            bx.set_ylim(0, 2.2)
+            bx.set_ylabel("β = dlnMSD/dlnt (dashed)", fontsize=7)
+            bx.tick_params(labelsize=7)
+        ax.set_title(_label(s) + "\n(thick: fit window)", fontsize=8)
         ax.set_xlabel("lag time (ps)")
         ax.set_ylabel("MSD (Å²)")
-        ax.legend(frameon=False)
+        # on the top-most axes (the β twin draws over the MSD axes), upper left: MSD curves rise to the right
+        h_, l_ = ax.get_legend_handles_labels()
+        (bx or ax).legend(h_, l_, fontsize=6, loc="upper left", framealpha=0.8, edgecolor="none")
     for ax in axes[len(summary):]:
         ax.set_visible(False)
-    _footnote(fig, summary)
+    _footnote(fig, summary + runs)
     return fig
 
 
@@ -305,7 +400,9 @@ def density_figure(cfg: dict, summary: list[dict], runs: list[dict]):
             _empty(ax, f"{system}: no density file")
             continue
         data, atoms = _read_cube(path)
-        proj = data.sum(axis=2)
+        from ase.units import Bohr
+
+        proj = data.sum(axis=2) / Bohr**3  # the cube holds ions/Bohr^3 (its convention)
         cell = atoms.cell.cellpar()
         im = ax.imshow(proj.T, origin="lower", extent=(0, cell[0], 0, cell[1]), cmap="magma", aspect="equal")
         fig.colorbar(im, ax=ax, shrink=0.8, label="density summed along c (ions/Å³)")
@@ -334,6 +431,7 @@ FIGURES: dict[str, Callable] = {
     "rotation": rotation_figure,
     "msd": msd_figure,
     "density": density_figure,
+    "thermo": thermo_figure,
 }
 assert set(FIGURES) == set(layout.FIGURE_KINDS)
 

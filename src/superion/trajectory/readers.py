@@ -13,7 +13,6 @@ the stored times), and every reader answers ``frame_interval_fs`` for the analys
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from superion.errors import SuperionError
-from superion.layout import METADATA_NAME, TRAJECTORY_NAME
+from superion.files import read_json
+from superion.layout import COMPLETE_NAME, METADATA_NAME, TRAJECTORY_NAME
 from superion.structures.clusters import ClusterLabels, labels_for
 
 
@@ -353,15 +353,30 @@ def open_trajectory(path: str | os.PathLike, frame_interval_fs: float | None = N
             h5 = p / TRAJECTORY_NAME
             if not h5.exists():
                 raise SuperionError(f"{p} has no {TRAJECTORY_NAME}; is it a 'superion md' run directory?")
-            meta = json.loads((p / METADATA_NAME).read_text()) if (p / METADATA_NAME).exists() else None
+            meta = (read_json(p / METADATA_NAME, fix=f"restore it or rerun superion md into {p}")
+                    if (p / METADATA_NAME).exists() else None)
+            _verify_finished_run(h5)
             reader = H5TrajectoryReader(h5, metadata=meta)
         else:
+            if p.name == TRAJECTORY_NAME:
+                _verify_finished_run(p)
             reader = H5TrajectoryReader(p)
         if frame_interval_fs is not None:
             _confirm_closing(reader, frame_interval_fs)
         return reader
     return AseTrajectoryReader(p, frame_interval_fs=frame_interval_fs, wrapped=wrapped, format=format,
                                type_map=type_map)
+
+
+def _verify_finished_run(h5: Path) -> None:
+    """Check a run's trajectory against the content digests its ``complete.json`` recorded."""
+    from superion.trajectory.h5md import verify_digests
+
+    done = h5.parent / COMPLETE_NAME
+    if done.exists():
+        rec = read_json(done, fix=f"delete it and rerun superion md into {h5.parent} (it resumes at the end)")
+        if rec.get("trajectory_sha256"):  # runs finished before digests were recorded have none
+            verify_digests(h5, rec["trajectory_sha256"], done)
 
 
 def _confirm_closing(reader: TrajectoryReader, frame_interval_fs: float) -> None:
