@@ -85,7 +85,9 @@ def _first_difference(a, b, where="config"):
 # from the --configfiles/--config the main process hands it; it must arrive at exactly the
 # config the main process validated, else it stops with one line instead of running another.
 _cfg_json = Path(RES) / layout.LAYOUT["config"]
-_cfg_text = json.dumps(CFG, indent=2, sort_keys=True) + "\n"
+# (without the keys that only choose how MD executes: batching on/off reruns no table)
+_cfg_public = {k: v for k, v in CFG.items() if k not in sc.EXECUTION_KEYS}
+_cfg_text = json.dumps(_cfg_public, indent=2, sort_keys=True) + "\n"
 _cfg_old = _cfg_json.read_text() if _cfg_json.is_file() else None
 if workflow.is_main_process:
     if _cfg_old != _cfg_text:
@@ -93,7 +95,7 @@ if workflow.is_main_process:
 elif _cfg_old != _cfg_text:
     raise WorkflowError(
         f"config of this job differs from {_cfg_json}, the one the main Snakemake process validated"
-        + (f" (first difference: {_first_difference(json.loads(_cfg_old), CFG)})" if _cfg_old else " (file missing)")
+        + (f" (first difference: {_first_difference(json.loads(_cfg_old), _cfg_public)})" if _cfg_old else " (file missing)")
         + "; rerun the main snakemake command")
 CONFIG_JSON = str(_cfg_json)
 

@@ -222,3 +222,26 @@ def test_validate_does_not_mutate_input():
     before = copy.deepcopy(cfg)
     sc.validate_config(cfg, check_files=False)
     assert cfg == before
+
+
+def test_md_batches(monkeypatch):
+    """md_batch splits each (system, mass setting)'s runs into jobs of nearly equal size."""
+    cfg = _base()
+    cfg["temperatures_K"] = [300, 325, 350, 375, 400, 425, 450, 475, 500, 550, 600, 700, 800]
+    cfg = sc.validate_config(cfg, check_files=False)
+    assert "md_batch" not in cfg and sc.md_batches(cfg) == [] and sc.md_batch_size(cfg, "a") is None  # absent: off
+    for off in (False, "off"):
+        assert sc.md_batches(dict(cfg, md_batch=off)) == []
+    batches = sc.md_batches(sc.validate_config(dict(cfg, md_batch=5), check_files=False))
+    assert [len(b.runs) for b in batches] == [5, 4, 4]  # 13 runs, at most 5 per job
+    assert [r for b in batches for r in b.runs] == sc.runs(cfg)  # every run once, in order
+    assert {(b.system, b.mass) for b in batches} == {("a", "ref")} and [b.index for b in batches] == [0, 1, 2]
+    # auto: 0.8 x 16 GB / (1.5 MB/atom x atoms), at most 32
+    auto = sc.validate_config(dict(cfg, md_batch="auto", gpu_memory_GB=16), check_files=False)
+    for atoms, expect in ((1024, 8), (128, 32), (20000, 1)):
+        monkeypatch.setattr(sc, "_estimate_atoms", lambda c, s, n=atoms: n)
+        assert sc.md_batch_size(auto, "a") == expect
+    assert sc.md_batch_size(dict(auto, md_batch=True), "a") == sc.md_batch_size(auto, "a")
+    for bad in (0, -2, "sometimes", 2.5):
+        with pytest.raises(SuperionError, match="md_batch"):
+            sc.validate_config(dict(cfg, md_batch=bad), check_files=False)

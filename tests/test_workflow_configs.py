@@ -148,8 +148,11 @@ def test_profile_commands_dry_run_and_only_md_asks_for_a_gpu(root, profile):
     cfg = f"configs/{name}.yaml"
     proc = _run([SNAKEMAKE, "all", "-n", "--cores", "64", "--configfile", cfg, *args], root)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    blocks = [b for b in _blocks(proc.stdout) if b[0] != "all"]
-    assert sum(r == "md" for r, _ in blocks) == _validate_runs(root, cfg)
+    # the gpu profile batches MD (md_batch=auto): rules md_batch_<k>, several runs' complete.json each
+    blocks = [("md" if r.startswith("md_batch_") else r, b) for r, b in _blocks(proc.stdout) if r != "all"]
+    n_runs = sum(len(re.search(r"^    output: (.*)$", b, re.M).group(1).split(", ")) for r, b in blocks if r == "md")
+    assert n_runs == _validate_runs(root, cfg)
+    assert any(r.startswith("md_batch_") for r, _ in _blocks(proc.stdout)) == (profile == "gpu")
     threads = json.loads((root / "results" / name / "config.json").read_text())["threads"]
     assert threads > 1  # so that the check below can tell config threads from the default
     for rule, block in blocks:

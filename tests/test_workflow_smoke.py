@@ -157,6 +157,50 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.fixture(scope="module")
+def smoke_batch_run(tmp_path_factory, shared_dir):
+    """The smoke config with batched MD (md_batch=2: both temperatures of a mass setting in one job)."""
+    work = tmp_path_factory.mktemp("smoke_batch")
+    (work / "structures").symlink_to(REPO / "structures")
+    shutil.copy(REPO / "configs" / "smoke.yaml", work / "smoke.yaml")
+    proc = _snakemake(work, "--cores", "2", "--configfile", "smoke.yaml", "--rerun-incomplete", "--config", "md_batch=2")
+    assert proc.returncode == 0, _tail(proc)
+    return work, work / "results" / "smoke", proc
+
+
+def _same_table(a: Path, b: Path, rtol: float = 1e-4) -> None:
+    """Same rows, columns and text; numbers equal to ``rtol`` (batched M3GNet forces agree with single
+    ones to float32 rounding, so trajectories, and the numbers from them, to ~1e-6)."""
+    ra, rb = _rows(a), _rows(b)
+    assert len(ra) == len(rb) and [list(r) for r in ra] == [list(r) for r in rb]
+    for x, y in zip(ra, rb):
+        for k in x:
+            try:
+                u, v = float(x[k]), float(y[k])
+            except ValueError:
+                assert x[k] == y[k], (a.name, k)
+                continue
+            assert u == v or abs(u - v) <= rtol * max(abs(u), abs(v)), (a.name, k, u, v)
+
+
+def test_smoke_batched_md_gives_the_same_tables(smoke_run, smoke_batch_run):
+    _, res, _ = smoke_run
+    _, bres, bproc = smoke_batch_run
+    out = bproc.stdout + bproc.stderr
+    assert "rule md_batch_0:" in out and "rule md:" not in out
+    assert "md-batch" in (bres / "logs" / "md" / "NaBH4" / "ref" / "batch0.log").read_text()
+    for name in ("diffusion.csv", "summary.csv"):
+        _same_table(res / name, bres / name)
+    assert (res / "config.json").read_text() == (bres / "config.json").read_text()  # md_batch is not in it
+
+
+def test_switching_batching_reruns_nothing(smoke_run, smoke_batch_run):
+    for (work, _, _), extra in ((smoke_run, ["--config", "md_batch=2"]), (smoke_batch_run, [])):
+        proc = _snakemake(work, "-n", "--cores", "1", "--configfile", "smoke.yaml", *extra)
+        assert proc.returncode == 0, _tail(proc)
+        assert "Nothing to be done" in proc.stdout + proc.stderr, _tail(proc)
+
+
 # ---- kill -9 and rerun ------------------------------------------------------------------
 
 def _run_dirs(res: Path) -> list[Path]:

@@ -58,6 +58,12 @@ FIGURE_KINDS = ("arrhenius", "mass_scaling", "rotation", "msd", "density", "ther
 FIGURE_FORMATS = ("pdf", "svg", "png")
 
 
+def temp_tag(temperature_K: float) -> str:
+    """Path tag of a temperature (the ``{T}`` of ``T{T}K``): 600 -> '600', 612.5 -> '612.5'."""
+    t = float(temperature_K)
+    return str(int(t)) if t.is_integer() else repr(t)
+
+
 def results_dir(cfg: dict) -> Path:
     """<results_dir>/<name> of a validated config."""
     return Path(cfg.get("results_dir", "results")) / cfg["name"]

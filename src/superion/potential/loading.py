@@ -161,6 +161,13 @@ class LoadedPotential:
         """A fresh ASE calculator: energy eV, forces eV/A, stress eV/A^3 (ASE sign, Voigt)."""
         return _make_calculator(self.potential)
 
+    def batch_evaluator(self, batched_graph: bool = True):
+        """Evaluator of many structures, in one batched forward unless ``batched_graph`` is False
+        (:class:`superion.potential.batch.BatchEvaluator`)."""
+        from superion.potential.batch import BatchEvaluator
+
+        return BatchEvaluator(self.potential, batched_graph=batched_graph)
+
     def evaluate(self, atoms: "Atoms") -> tuple[float, Any, Any]:
         """(energy eV, forces (N,3) eV/A, stress (6,) eV/A^3) of ``atoms`` (not modified)."""
         a = atoms.copy()

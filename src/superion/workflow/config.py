@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from superion.errors import SuperionError
-from superion.layout import path
+from superion.layout import path, temp_tag
 from superion.potential import registry
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.json"
@@ -345,12 +345,6 @@ def system_mass_settings(cfg: dict, system: str) -> list[str]:
     return [m for m, scale in cfg["mass_settings"].items() if not scale][:1]
 
 
-def temp_tag(temperature_K: float) -> str:
-    """Path tag of a temperature: 600 -> '600', 612.5 -> '612.5'."""
-    t = float(temperature_K)
-    return str(int(t)) if t.is_integer() else repr(t)
-
-
 @dataclass(frozen=True)
 class Run:
     """One MD run: system × mass setting × temperature × replica seed."""
@@ -419,6 +413,69 @@ def run_dir(cfg: dict, run: Run) -> Path:
 
 def analysis_dir(cfg: dict, run: Run) -> Path:
     return path(cfg, "analysis", **run.wildcards)
+
+
+# md_batch: auto. Peak memory of one M3GNet forward + backward, measured on o-NBH (CPU, float32,
+# 128-1024 atoms): ~1.3 MB per atom; 1.5 leaves room for the allocator. A fifth of the GPU is
+# kept free. Denser or larger-cutoff systems need more: set md_batch to an integer then.
+MD_BATCH_MB_PER_ATOM = 1.5
+MD_BATCH_MAX_AUTO = 32
+DEFAULT_GPU_MEMORY_GB = 16.0
+# Config keys that choose how runs execute, not what they compute: not written to config.json,
+# so switching batching on or off reruns no table or figure.
+EXECUTION_KEYS = ("md_batch", "gpu_memory_GB")
+
+
+@dataclass(frozen=True)
+class MDBatch:
+    """One ``superion md-batch`` job: runs of one system and mass setting (``index``-th chunk)."""
+
+    system: str
+    mass: str
+    index: int
+    runs: tuple[Run, ...]
+
+
+def md_batch_size(cfg: dict, system: str) -> int | None:
+    """Replicas per batched job of ``system`` (None: batching off, one job per run)."""
+    setting = cfg.get("md_batch", "off")
+    if setting is False or setting == "off" or setting is None:
+        return None
+    if setting is True or setting == "auto":
+        atoms = _estimate_atoms(cfg, system) or 1024
+        mem_GB = cfg.get("gpu_memory_GB") or gpu_memory_GB()
+        return max(1, min(MD_BATCH_MAX_AUTO, int(0.8 * mem_GB * 1000 / (MD_BATCH_MB_PER_ATOM * atoms))))
+    return int(setting)
+
+
+def gpu_memory_GB() -> float:
+    """Memory of the first CUDA device (GB), or :data:`DEFAULT_GPU_MEMORY_GB` when there is none."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_properties(0).total_memory / 1e9
+    except Exception:  # no usable torch/CUDA here (e.g. a login node): the default
+        pass
+    return DEFAULT_GPU_MEMORY_GB
+
+
+def md_batches(cfg: dict) -> list[MDBatch]:
+    """Batched MD jobs: each (system, mass setting)'s runs in consecutive chunks of nearly equal
+    size, at most :func:`md_batch_size` each; [] when batching is off."""
+    out = []
+    for system, mass in groups(cfg):
+        size = md_batch_size(cfg, system)
+        if size is None:
+            return []
+        rs = runs(cfg, system=system, mass=mass)
+        n = -(-len(rs) // size)  # ceil: chunks of nearly equal size rather than full ones and a rest
+        start = 0
+        for k in range(n):
+            stop = start + len(rs) // n + (1 if k < len(rs) % n else 0)
+            out.append(MDBatch(system, mass, k, tuple(rs[start:stop])))
+            start = stop
+    return out
 
 
 def estimate_cost(cfg: dict) -> dict:
