@@ -86,8 +86,13 @@ def test_dry_run_every_config_from_repo_root(root, path):
 
 
 def test_no_configfile_runs_the_default_sweep(root):
-    proc = _run([SNAKEMAKE, "-n"], root)
+    proc = _run([SNAKEMAKE, "-n", "-p"], root)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # md.pdamp_fs reaches superion md where the config sets it (default.yaml: 500 fs), else absent
+    md_cmds = [ln for ln in proc.stdout.splitlines() if " md " in ln and "--steps" in ln]
+    assert md_cmds and all("--pdamp-fs 500 " in ln for ln in md_cmds)
+    smoke = _run([SNAKEMAKE, "-n", "-p", "--configfile", "configs/smoke.yaml"], root)
+    assert smoke.returncode == 0 and "--steps" in smoke.stdout and "--pdamp-fs" not in smoke.stdout
     assert _job_counts(proc.stdout).get("md") == _validate_runs(root, "configs/default.yaml")
     written = json.loads((root / "results" / "default" / "config.json").read_text())
     assert written == json.loads(_run([*SUPERION, "config", "show", "--json", "configs/default.yaml"], root).stdout)

@@ -27,7 +27,9 @@ def _md_settings(system, mass):
         f"--steps {st['steps']} --equilibration-steps {st['equilibration_steps']}"
         f" --timestep-fs {md['timestep_fs']:g} --ensemble {md['ensemble']}"
         f" --pressure-bar {md['pressure_bar']:g} --save-every {st['save_every']} {masses}"
-        f" {sc.models_dir_arg(CFG)}"  # "" unless the config sets models_dir
+        # only when set: the settings of configs without it (and their finished runs) stay as they were
+        + (f" --pdamp-fs {md['pdamp_fs']:g}" if md.get("pdamp_fs") is not None else "")
+        + f" {sc.models_dir_arg(CFG)}"  # "" unless the config sets models_dir
     ).strip()
 
 
