@@ -42,3 +42,24 @@ def cu_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cu") / "cu.extxyz"
     write(path, bulk("Cu", cubic=True) * (2, 2, 2))
     return path
+
+
+def kill_when_rows(cmd: list[str], env: dict, watch: Path, rows: int, timeout_s: float = 120.0) -> bool:
+    """Start ``cmd``; SIGKILL it once ``watch`` (a CSV log) has more than ``rows`` lines.
+
+    Returns True if it was killed, False if it finished (or the deadline passed) first."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.time() + timeout_s
+    while proc.poll() is None and time.time() < deadline:
+        if watch.exists() and watch.read_text().count("\n") > rows:
+            break
+        time.sleep(0.005)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return killed

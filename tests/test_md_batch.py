@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import kill_when_rows
 
 from superion.errors import SimulationError, SuperionError
 from superion.md import MDSettings, run_md
@@ -168,16 +168,7 @@ def test_sigkill_batch_and_resume_is_bitwise(cu_file, tmp_path):
     kills = 0
     watch = killed / "T800K_ref_seed3" / "thermo.csv"
     for target_rows in (8, 9, 25):
-        proc = subprocess.Popen([sys.executable, str(script), str(cu_file), str(killed)], env=env)
-        deadline = time.time() + 120
-        while proc.poll() is None and time.time() < deadline:
-            if watch.exists() and watch.read_text().count("\n") > target_rows:
-                break
-            time.sleep(0.005)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        kills += kill_when_rows([sys.executable, str(script), str(cu_file), str(killed)], env, watch, target_rows)
     assert kills >= 2, "the batch finished before it could be killed; make it longer"
     assert subprocess.run([sys.executable, str(script), str(cu_file), str(killed)], env=env).returncode == 0
     for r in batch_replicas(killed, base, [400, 600, 800], seeds=[1, 2, 3]):

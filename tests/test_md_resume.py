@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from conftest import kill_when_rows
 from ase.calculators.calculator import all_changes
 from ase.calculators.emt import EMT as _AseEMT
 
@@ -83,18 +82,9 @@ def test_sigkill_and_resume_is_bitwise(cu_file, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     kills = 0
     for target_rows in (8, 9, 25):  # kill at various points, incl. right after a previous kill
-        proc = subprocess.Popen([sys.executable, str(script), str(cu_file), str(killed)], env=env)
-        deadline = time.time() + 60
-        while proc.poll() is None and time.time() < deadline:
-            thermo = killed / "thermo.csv"
-            if thermo.exists() and thermo.read_text().count("\n") > target_rows:
-                break
-            time.sleep(0.005)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        assert not (killed / "complete.json").exists() or proc.returncode == 0
+        k = kill_when_rows([sys.executable, str(script), str(cu_file), str(killed)], env, killed / "thermo.csv", target_rows, 60)
+        kills += k
+        assert not (k and (killed / "complete.json").exists())  # a killed run is never marked complete
     assert kills >= 2, "the run finished before it could be killed; make it longer"
     meta = json.loads((killed / "metadata.json").read_text())
     assert meta["status"] == "running"  # kill -9 leaves no chance to mark anything
