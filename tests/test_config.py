@@ -56,7 +56,7 @@ def test_defaults_filled_from_schema():
 def test_default_config_budget(monkeypatch):
     """default.yaml: within the ~20 min CPU budget, and shaped to resolve the o-NBH/NaBH4 contrast:
     both systems at one common temperature, each production long enough for an MSD at a 1 ps lag
-    with >= 0.3 ps of origins, isotropic NPT (the unit cell's shape wanders under anisotropic NPT)."""
+    with half the run as origins, isotropic NPT (the unit cell's shape wanders under anisotropic NPT)."""
     monkeypatch.chdir(REPO)
     cfg = sc.load_config(REPO / "configs" / "default.yaml")
     cost = sc.estimate_cost(cfg)
@@ -68,7 +68,7 @@ def test_default_config_budget(monkeypatch):
     assert common
     for s in ("oNBH", "NaBH4"):
         md = sc.system_section(cfg, s, "md")
-        assert md["production_ps"] >= 1.3 and md["ensemble"] == "npt_iso"
+        assert md["production_ps"] >= 2.0 and md["ensemble"] == "npt_iso"  # MSD at a 1 ps lag with half the run as origins
 
 
 def _base():
