@@ -167,6 +167,10 @@ def arrhenius_figure(cfg: dict, summary: list[dict], runs: list[dict]):
         ax.set_yscale("log")
         if ys:
             ax.set_ylim(min(ys) / 3.0, max(ys) * 3.0)
+        lo, hi = ax.get_xlim()
+        if hi - lo < 0.2:  # one temperature (points side by side): keep a readable 1000/T span
+            mid = 0.5 * (lo + hi)
+            ax.set_xlim(mid - 0.1, mid + 0.1)
         ax.set_xlabel("1000 / T (1/K)")
         ax.set_ylabel("D (cm²/s)")
         ax.legend(loc="lower left", frameon=False, fontsize=6.5)
@@ -211,9 +215,11 @@ def mass_scaling_figure(cfg: dict, summary: list[dict], runs: list[dict]):
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(13.0, 3.5), layout="constrained")
     series = _mass_series(summary)
-    if not series:
+    if not series or all(name == "unscaled" for _, name in series):
+        # one mass setting per system: nothing to draw against the mass factor (no trend from one point)
         for ax in axes:
-            _empty(ax, "no results")
+            _empty(ax, "no results" if not series else
+                   "no anion mass scaling in this sweep\n(one mass setting per system;\nsee configs/workstation.yaml)")
         _footnote(fig, summary)
         return fig
     colors = _colors(len(series))
