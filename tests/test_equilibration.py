@@ -108,3 +108,20 @@ def test_cli_user_errors(tmp_path, capsys):
     assert "unknown equilibration threshold" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["analyze", "equilibration", str(tmp_path)])  # --json missing
+
+
+def test_isotropic_barostat_ringing_is_not_shape_wander():
+    """Under isotropic NPT the lengths breathe with V (a ±5 % ringing, period 0.5 ps): no shape
+    change, not flagged; the same lengths with one of them stretching alone is a shape wander."""
+    from superion.analysis.equilibration import check_equilibration
+
+    t_fs = np.arange(0, 3000, 5.0)
+    V = 1400.0 * (1 + 0.05 * np.sin(2 * np.pi * t_fs / 500.0))
+    L = np.cbrt(V)
+    base = {"time_fs": t_fs, "phase": np.array(["equilibration"] * 60 + ["production"] * (len(t_fs) - 60)),
+            "T_K": np.full(len(t_fs), 800.0), "volume_A3": V, "a_A": L, "b_A": 2.7 * L, "c_A": L}
+    assert check_equilibration(base, target_T_K=800.0)["verdict"] == "equilibrated"
+    stretch = 1 + 0.15 * np.clip((t_fs - 1000) / 1000, 0, 1) * np.clip((2600 - t_fs) / 600, 0, 1)
+    wandering = dict(base, b_A=2.7 * L * stretch, a_A=L / np.sqrt(stretch), c_A=L / np.sqrt(stretch))
+    res = check_equilibration(wandering, target_T_K=800.0)
+    assert res["verdict"] == "drifting" and any(f["kind"] == "wander" and f["quantity"] == "b" for f in res["flags"])

@@ -108,12 +108,13 @@ def _problems(stats: dict[str, dict], thr: dict, duration_ps: float, factor: flo
             out.append({"quantity": name, "kind": "drift", "value": d,
                         "reason": f"{name} drifts {100 * d:+.1f} +- {100 * se:.1f} % over the {duration_ps:.3g} ps "
                                   f"production (threshold {100 * limit:g} %)"})
-        rng = s["relative_block_range"]
+        shape = stats.get(key + "_shape") or s
+        rng = shape["relative_block_range"]
         if wander and key != "volume_A3" and rng is not None and rng > thr["length_wander_max"]:
             lo, hi = min(s["block_means"]), max(s["block_means"])
             out.append({"quantity": name, "kind": "wander", "value": rng,
-                        "reason": f"cell length {name} wanders {lo:.1f}-{hi:.1f} Å (block means span {100 * rng:.0f} % "
-                                  f"of the mean, threshold {100 * thr['length_wander_max']:g} %)"})
+                        "reason": f"cell length {name} wanders {lo:.1f}-{hi:.1f} Å (block means of {name}/V^(1/3) span "
+                                  f"{100 * rng:.0f} % of the mean, threshold {100 * thr['length_wander_max']:g} %)"})
     return out
 
 
@@ -130,7 +131,15 @@ def short_verdict(result: dict) -> str:
 
 
 def _stats_of(t: np.ndarray, cols: dict[str, np.ndarray], n_blocks: int) -> dict[str, dict]:
-    return {k: drift_stats(t, cols[k], n_blocks) for k in QUANTITIES if k in cols}
+    out = {k: drift_stats(t, cols[k], n_blocks) for k in QUANTITIES if k in cols}
+    if "volume_A3" in cols:
+        # shape: each length over V^(1/3). Wander is a shape test — under isotropic NPT the lengths
+        # breathe with the volume (barostat ringing) while the shape cannot change.
+        cube = np.cbrt(np.abs(cols["volume_A3"]))
+        for k in ("a_A", "b_A", "c_A"):
+            if k in cols and np.all(cube > 0):
+                out[k + "_shape"] = drift_stats(t, cols[k] / cube, n_blocks)
+    return out
 
 
 def check_equilibration(thermo: dict[str, np.ndarray], *, target_T_K: float | None = None,
