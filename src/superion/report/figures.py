@@ -217,9 +217,10 @@ def mass_scaling_figure(cfg: dict, summary: list[dict], runs: list[dict]):
     series = _mass_series(summary)
     if not series or all(name == "unscaled" for _, name in series):
         # one mass setting per system: nothing to draw against the mass factor (no trend from one point)
-        for ax in axes:
-            _empty(ax, "no results" if not series else
-                   "no anion mass scaling in this sweep\n(one mass setting per system;\nsee configs/workstation.yaml)")
+        _empty(axes[0], "no results" if not series else
+               "no anion mass scaling in this sweep\n(one mass setting per system;\nsee configs/workstation.yaml)")
+        for ax in axes[1:]:
+            ax.set_axis_off()
         _footnote(fig, summary)
         return fig
     colors = _colors(len(series))
@@ -356,6 +357,10 @@ def msd_figure(cfg: dict, summary: list[dict], runs: list[dict]):
             if isinstance(t0, float) and isinstance(t1, float):
                 w = sel & (t >= t0) & (t <= t1)
                 ax.plot(t[w], msd[w], color=color, lw=3.5, alpha=0.35, solid_capstyle="butt")
+            m, lo, hi, lag = (r.get(k) for k in ("msd_ref_A2", "msd_ref_ci95_low_A2", "msd_ref_ci95_high_A2", "msd_ref_lag_ps"))
+            if all(isinstance(v, float) for v in (m, lo, hi, lag)):  # the resolved number: MSD at the reference lag
+                ax.errorbar([lag], [m], yerr=[[m - lo], [hi - m]], fmt="s", ms=4, capsize=3, color=color, zorder=5,
+                            label=f"MSD({lag:g} ps) = {m:.2g} [{lo:.2g}, {hi:.2g}] Å²")
             if beta is not None and len(beta[0]):
                 bx = bx or ax.twinx()
                 bx.plot(beta[0], beta[1], color=color, lw=0.8, ls="--", alpha=0.8)
