@@ -130,3 +130,16 @@ def test_resolved_values_are_given_with_their_intervals():
     diff = {"species": "Na", "regime": "diffusive", "diffusivity_cm2_s": 3e-6, "diffusivity_ci95_cm2_s": [2e-6, 4e-6]}
     text = run_sentence({"temperature_K": 800.0, "seed": 2.0}, diff, {"verdict": "equilibrated"})
     assert text == "800 K, seed 2: diffusive → D = 3e-06 [2e-06, 4e-06] cm²/s; cell equilibrated"
+
+
+def test_contrast_sentence_is_resolved_only_without_overlap():
+    from superion.report.page import contrasts
+
+    base = {"msd_ref_lag_ps": 1.0, "temperature_K": 800.0, "mass_setting": "ref"}
+    a = {**base, "system": "oNBH", "label": "o-NBH", "msd_ref_A2": 3.1, "msd_ref_ci95_low_A2": 2.1, "msd_ref_ci95_high_A2": 4.4}
+    b = {**base, "system": "NaBH4", "label": "NaBH4", "msd_ref_A2": 0.82, "msd_ref_ci95_low_A2": 0.71, "msd_ref_ci95_high_A2": 0.95}
+    (line,) = contrasts([b, a])
+    assert line.startswith("Resolved:") and "o-NBH (ref) 3.1 [2.1, 4.4]" in line and "3.8x larger in o-NBH" in line
+    (line,) = contrasts([a, {**b, "msd_ref_ci95_high_A2": 2.5}])
+    assert line.startswith("Not resolved:") and "overlap" in line
+    assert contrasts([a, {**b, "temperature_K": 700.0}]) == []  # different temperatures are not compared

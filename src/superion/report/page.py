@@ -121,6 +121,29 @@ def group_sentence(summary_row: dict, arr: dict) -> str:
     return out + hops
 
 
+def contrasts(runs: list[dict]) -> list[str]:
+    """Sentences comparing runs at a common temperature and reference lag by the mobile-ion MSD at
+    that lag: "Resolved" only when the 95 % intervals do not overlap, else "Not resolved"."""
+    by_key: dict = {}
+    for r in runs:
+        m, lo, hi, lag, T = (_num(r.get(k)) for k in ("msd_ref_A2", "msd_ref_ci95_low_A2", "msd_ref_ci95_high_A2",
+                                                       "msd_ref_lag_ps", "temperature_K"))
+        if None not in (m, lo, hi, lag, T):
+            name = f"{r.get('label') or r['system']} ({r.get('mass_setting')})"
+            by_key.setdefault((T, lag), []).append((m, lo, hi, name))
+    out = []
+    for (T, lag), rows in sorted(by_key.items()):
+        rows.sort(key=lambda x: -x[0])
+        for (a, a_lo, a_hi, na), (b, b_lo, b_hi, nb) in zip(rows, rows[1:]):
+            what = f"{na} {_g(a)} [{_g(a_lo)}, {_g(a_hi)}] Å² vs {nb} {_g(b)} [{_g(b_lo)}, {_g(b_hi)}] Å² at {T:g} K"
+            if a_lo > b_hi:
+                out.append(f"Resolved: MSD({lag:g} ps) of the mobile ions, {what}: the 95 % intervals do not overlap "
+                           f"({a / b:.2g}x larger in {na.split(' (')[0]}).")
+            else:
+                out.append(f"Not resolved: MSD({lag:g} ps) of the mobile ions, {what}: the 95 % intervals overlap.")
+    return out
+
+
 def page_content(cfg: dict, results: Path) -> dict:
     """The page as data: title, per-group statements, summary table, figures (paths that exist)."""
     from superion.analysis.equilibration import read_equilibration
@@ -144,7 +167,7 @@ def page_content(cfg: dict, results: Path) -> dict:
         groups.append({"title": title, "lines": lines, "warnings": str(s.get("warnings") or "")})
     kinds = [k for k in (*KEY_FIGURES, *layout.FIGURE_KINDS) if k in layout.FIGURE_KINDS]
     figures = [(k, results / layout.LAYOUT["figure"].format(kind=k + ".png")) for k in dict.fromkeys(kinds)]
-    return {"name": cfg.get("name", results.name), "groups": groups, "summary": summary,
+    return {"name": cfg.get("name", results.name), "groups": groups, "summary": summary, "contrasts": contrasts(runs),
             "figures": [(k, p) for k, p in figures if p.is_file()], "n_runs": len(runs)}
 
 
@@ -167,6 +190,8 @@ def to_markdown(content: dict, out_dir: Path) -> str:
 
     lines = [f"# {content['name']}: what this sweep resolved", "",
              f"{content['n_runs']} MD run(s). Unresolved quantities are given as bounds or 'not resolved: reason'.", ""]
+    if content.get("contrasts"):
+        lines += ["## In short", ""] + [f"- {t}" for t in content["contrasts"]] + [""]
     for g in content["groups"]:
         lines += [f"## {g['title']}", ""] + [f"- {t}" for t in g["lines"]]
         if g["warnings"]:
@@ -193,6 +218,8 @@ def to_html(content: dict) -> str:
            f"<h1>{e(content['name'])}: what this sweep resolved</h1>",
            f"<p>{content['n_runs']} MD run(s). Unresolved quantities are given as bounds or "
            "'not resolved: reason', never as values.</p>"]
+    if content.get("contrasts"):
+        out.append("<h2>In short</h2><ul>" + "".join(f"<li>{e(t)}</li>" for t in content["contrasts"]) + "</ul>")
     for g in content["groups"]:
         out.append(f"<h2>{e(g['title'])}</h2><ul>" + "".join(f"<li>{e(t)}</li>" for t in g["lines"]) + "</ul>")
         if g["warnings"]:
