@@ -161,9 +161,6 @@ def msd_at_reference_lag(pos_A: np.ndarray, dt_ps: float, ref_lag_ps: float = DE
     }
 
 
-HOP_MIN_RESIDENCE_PS = 0.0  # residence filter (ps); 0: every change of the last core visited counts
-
-
 def _hop_statistics(pos_A: np.ndarray, cells_A: np.ndarray, start_frac: np.ndarray, dt_ps: float, hop_length_A: float) -> tuple[dict, object]:
     """Hop counts between the starting sites + density-maximum interstitials (see density.hop_sites_frac)."""
     from superion.analysis.density import hop_sites_frac
@@ -181,7 +178,7 @@ def _hop_statistics(pos_A: np.ndarray, cells_A: np.ndarray, start_frac: np.ndarr
 
     sites = hop_sites_frac(frac, cells.mean(axis=0), start_frac, snap_A=0.5 * hop_length_A,
                            dedupe_A=max(SITE_DEDUPE_A, 0.5 * hop_length_A))
-    hr = count_hops(pos_A, cells, sites["sites_frac"], dt_ps, min_residence_frames=max(1, int(round(HOP_MIN_RESIDENCE_PS / dt_ps))))
+    hr = count_hops(pos_A, cells, sites["sites_frac"], dt_ps)
     summ = hr.summary()
     summ.update(n_hop_sites=len(sites["sites_frac"]), n_start_sites=sites["n_start_sites"],
                 n_interstitial_sites=sites["n_interstitial_sites"], hop_sites_method=sites["method"],
@@ -265,8 +262,14 @@ def analyze_displacements(
     else:
         raise SuperionError("hop length unknown: pass hop_length_A (A) or the first-frame positions and the cells")
 
+    hops: dict = {"n_hops": None, "hop_rate_per_s": None, "hop_rate_ci95_per_s": None,
+                  "hop_note": "no first-frame positions and cells: hops not counted"}
+    hr = None
+    if start_frac is not None:  # before the regime: a run with hops is not immobile
+        hops, hr = _hop_statistics(pos, np.asarray(cells_A, dtype=np.float64), start_frac, dt_ps, h)
     spectra = ion_spectra(pos)
-    st = diffusion_statistics(pos, dt_ps, h, species=species, start_ps=fit_start_ps, end_ps=fit_end_ps, spectra=spectra)
+    st = diffusion_statistics(pos, dt_ps, h, species=species, start_ps=fit_start_ps, end_ps=fit_end_ps, spectra=spectra,
+                              n_hops=hops["n_hops"])
     start_ps, end_ps = st["fit_start_ps"], st["fit_end_ps"]
     i0, i1 = window_indices(start_ps, end_ps, dt_ps, F)  # validates a user window (>= 3 lags)
     window = slice(i0, i1 + 1)
@@ -339,22 +342,13 @@ def analyze_displacements(
     active = active_ions(msq, active_threshold_A2, active_normalization)
     ref = msd_at_reference_lag(pos, dt_ps, msd_ref_lag_ps)
 
-    hops: dict = {"n_hops": None, "hop_rate_per_s": None, "hop_rate_ci95_per_s": None,
-                  "hop_note": "no first-frame positions and cells: hops not counted"}
-    if start_frac is not None:
-        hops, hr = _hop_statistics(pos, np.asarray(cells_A, dtype=np.float64), start_frac, dt_ps, h)
+    if hr is not None:
         if diffusive and D:
             hops.update(hr.correlation_factor(D, D_ci))
         else:
             hops.update(correlation_factor=None, correlation_factor_ci95=None,
                         correlation_factor_note="D not resolved (non-diffusive run): no correlation factor")
 
-    if st["regime"] == "immobile" and hops.get("n_hops"):
-        # The MSD at the window end (a third of a short run) can be below h^2/4 while ions have
-        # already hopped between sites: such a run is caged, not immobile.
-        st = dict(st, regime="subdiffusive", regime_reasons=[
-            *st["regime_reasons"], f"but {hops['n_hops']} hop(s) between sites were seen: not immobile, subdiffusive"])
-        warnings = [w.replace(" motion is immobile ", " motion is subdiffusive ") for w in warnings]
     summary = {
         "species": species,
         "charge": z,

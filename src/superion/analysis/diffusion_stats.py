@@ -24,13 +24,15 @@ def diffusion_statistics(
     end_ps: float | None = None,
     max_lags: int | None = None,
     spectra=None,
+    n_hops: int | None = None,
 ) -> dict:
     """Diffusion statistics of one run (JSON-ready dict).
 
     pos_A: (n_ions, 3, F) unwrapped, drift-corrected positions (Å); dt_ps: time between
     frames (ps); hop_length_A: site-to-site distance of the mobile sublattice (Å, from
     :func:`superion.analysis.regime.hop_length_A`); start_ps/end_ps: user overrides of the fit
-    window. Only a ``diffusive`` run gets ``diffusivity_cm2_s`` and its interval; the others
+    window; n_hops: hops counted in the run (see :func:`superion.analysis.regime.classify_regime`).
+    Only a ``diffusive`` run gets ``diffusivity_cm2_s`` and its interval; the others
     get ``diffusivity_upper_bound_cm2_s`` and ``diffusivity_cm2_s`` = None. The comparison
     estimators (OLS over every window lag: naive and per-ion-spread stderr) are included
     for diffusive runs.
@@ -56,7 +58,7 @@ def diffusion_statistics(
     # each ion's MSD at the window end (for the upper bound of non-diffusive runs)
     per_ion_end = sp.window_sums(i_end, i_end, [1.0]) if sp.has_per_ion else msd_at_lag_per_ion_A2(pos, i_end)
     regime = classify_regime(lag_ps, sp.mean_A2, window, hop_length_A, species=species,
-                             per_ion_msd_end_A2=per_ion_end, n_frames=F, dt_ps=dt_ps)
+                             per_ion_msd_end_A2=per_ion_end, n_frames=F, dt_ps=dt_ps, n_hops=n_hops)
     out = {"n_ions": int(n), "n_frames": int(F), "frame_interval_ps": float(dt_ps), "duration_ps": duration,
            **window.summary(), **regime}
     warnings = list(regime["warnings"])

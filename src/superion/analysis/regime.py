@@ -143,13 +143,16 @@ def classify_regime(
     per_ion_msd_end_A2=None,
     n_frames: int | None = None,
     dt_ps: float | None = None,
+    n_hops: int | None = None,
 ) -> dict:
     """Regime of one run (see module docstring) with reasons and species-aware warnings.
 
     lag_ps, msd_A2: the ion-averaged MSD curve (ps, Å²); window: a
     :class:`superion.analysis.window.FitWindow`; hop_length_A: from :func:`hop_length_A`;
     per_ion_msd_end_A2: (n_ions,) each ion's MSD at the window end (for the upper bound of
-    non-diffusive runs; omitted → no bound). Returns a JSON-ready dict."""
+    non-diffusive runs; omitted → no bound); n_hops: hops between sites seen in the run (if
+    counted): a run with hops is never ``immobile`` — the MSD at the window end (a third of a
+    short run) can be below h²/4 while ions have already hopped. Returns a JSON-ready dict."""
     if not (hop_length_A and hop_length_A > 0):
         raise SuperionError(f"hop length must be positive, got {hop_length_A} Å; check the structure or pass the site spacing")
     t = np.asarray(lag_ps, dtype=np.float64)
@@ -171,9 +174,13 @@ def classify_regime(
     if window.found and beta_w >= BETA_DIFFUSIVE and growth >= MIN_HOPS_IN_WINDOW * h2:
         regime = "diffusive"
         reasons.append(f"MSD linear over the window (ln-ln slope {beta_w:.2f}) and grows by {growth / h2:.3g} h^2 across it")
-    elif m_end < IMMOBILE_FRACTION * h2:
+    elif m_end < IMMOBILE_FRACTION * h2 and not n_hops:
         regime = "immobile"
         reasons.append(f"MSD {m_end:.3g} A^2 at {window.end_ps:.3g} ps is below h^2/4: {ion} ions stay within half of {hop_txt}")
+    elif m_end < IMMOBILE_FRACTION * h2:
+        regime = "subdiffusive"
+        reasons.append(f"MSD {m_end:.3g} A^2 at {window.end_ps:.3g} ps is below h^2/4, but {n_hops} hop(s) between "
+                       "sites were seen: not immobile, subdiffusive")
     else:
         regime = "subdiffusive"
         if not window.found:
