@@ -43,6 +43,17 @@ def read_json(path: str | os.PathLike, *, fix: str, kind: type | None = dict) ->
     return data
 
 
+def read_json_or(path: str | os.PathLike | None, default: Any) -> Any:
+    """:func:`read_json` for optional inputs (report pages, table annotations): ``default`` when
+    the file is absent, unreadable or not a JSON object, instead of an error."""
+    if not path:
+        return default
+    try:
+        return read_json(path, fix="")
+    except SuperionError:
+        return default
+
+
 def read_csv(path: str | os.PathLike, *, fix: str, columns: Iterable[str] = ()) -> list[dict[str, str]]:
     """Rows of a CSV file with a header (values as str); every row must have every column and
     the header every name in ``columns``."""

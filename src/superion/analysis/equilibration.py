@@ -29,7 +29,6 @@ sd_bar}, ``equilibrated_after_ps``, ``thermo``, ``ensemble``, ``pdamp_fs``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from superion.errors import SuperionError
+from superion.files import read_json_or
 
 FORMAT = 1
 VERDICTS = ("equilibrated", "drifting", "too short to judge")
@@ -222,10 +222,7 @@ def check_run(run_dir: str | os.PathLike, *, thresholds: dict | None = None) -> 
     settings: dict = {}
     meta = path.parent / layout.METADATA_NAME
     if meta.is_file():
-        try:
-            settings = json.loads(meta.read_text()).get("settings", {}) or {}
-        except json.JSONDecodeError:
-            settings = {}
+        settings = read_json_or(meta, {}).get("settings", {}) or {}
     result = check_equilibration(thermo, target_T_K=settings.get("temperature_K"), thresholds=thresholds)
     return {**result, "thermo": str(path), "ensemble": settings.get("ensemble"),
             "pdamp_fs": settings.get("pdamp_fs")}
@@ -254,12 +251,7 @@ def read_equilibration(analysis_dir: str | os.PathLike) -> dict | None:
     from superion import layout
 
     path = layout.analysis_file(analysis_dir, "equilibration")
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return {}
+    return read_json_or(path, {}) if path.is_file() else None
 
 
 def equilibration_verdict(analysis_dir: str | os.PathLike) -> str | None:

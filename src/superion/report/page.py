@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from superion import layout
+from superion.files import read_json_or
 
 # Figures shown inline, most informative first (the rest of FIGURE_KINDS follow).
 KEY_FIGURES = ("msd", "arrhenius", "thermo", "mass_scaling")
@@ -42,13 +42,6 @@ def _ci(ci: Any, digits: int = 2) -> str:
     if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_num(c) is not None for c in ci):
         return f" [{_g(_num(ci[0]), digits)}, {_g(_num(ci[1]), digits)}]"
     return ""
-
-
-def _json(path: Any) -> dict:
-    try:
-        return json.loads(Path(str(path)).read_text()) if path else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def run_sentence(row: dict, diff: dict, equil: dict) -> str:
@@ -158,10 +151,10 @@ def page_content(cfg: dict, results: Path) -> dict:
                       key=lambda r: (r["temperature_K"], r["seed"]))
         lines = []
         for r in rows:
-            diff = _json(r.get("diffusion_json"))
+            diff = read_json_or(r.get("diffusion_json"), {})
             adir = Path(str(r.get("diffusion_json") or "")).parent
             lines.append(run_sentence(r, diff, read_equilibration(adir) or {}))
-        arr = _json(results / layout.LAYOUT["arrhenius"].format(system=key[0], mass=key[1]))
+        arr = read_json_or(results / layout.LAYOUT["arrhenius"].format(system=key[0], mass=key[1]), {})
         lines.append(group_sentence(s, arr))
         title = str(s.get("label") or s["system"]) + ("" if s.get("mass_scaling") in (None, "none") else f", {s['mass_scaling']}")
         groups.append({"title": title, "lines": lines, "warnings": str(s.get("warnings") or "")})
